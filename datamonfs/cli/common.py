@@ -1,0 +1,67 @@
+"""What every command shares: config, the repository, output and progress."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import click
+
+from ..core import config as config_mod
+from ..core.repository import Repository
+from ..core.stores import open_store
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+def load_config() -> config_mod.Config:
+    return config_mod.load()
+
+
+def open_repository(cfg: config_mod.Config | None = None) -> Repository:
+    """The store of the config, with the shared metadata cache when it can be opened."""
+    cfg = cfg or load_config()
+    return Repository(open_store(cfg.store))
+
+
+def emit_json(doc) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def iso_time(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def info(message: str) -> None:
+    """Human-readable notes go to stderr, keeping stdout for results."""
+    click.echo(message, err=True)
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator:
+    """A progress bar (bytes, rate, ETA) on stderr when it is a terminal; else None."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    start = time.monotonic()
+    done = 0
+    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_eta=True,
+                           item_show_func=lambda text: text) as bar:
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            rate = done / max(time.monotonic() - start, 1e-6)
+            bar.update(n, f"{human_size(done)} at {human_size(int(rate))}/s")
+        yield advance

@@ -1,0 +1,103 @@
+"""User configuration and the XDG directories datamonfs keeps its state in.
+
+The config file is TOML: $DATAMONFS_CONFIG, else $XDG_CONFIG_HOME/datamonfs/config.toml.
+$DATAMONFS_STORE overrides its store. With no config at all the store is a local
+directory under the XDG data directory, so nothing needs a cloud account; only
+commands that record an author (uploads, refs) need `datamonfs config create`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from .repository import Author
+
+KEYS = {"name": str, "email": str, "store": str, "cache_dir": str, "cache_size": int}
+
+
+def _xdg(var: str, fallback: str) -> str:
+    return os.environ.get(var) or os.path.join(os.path.expanduser("~"), fallback)
+
+
+def config_path() -> str:
+    return os.environ.get("DATAMONFS_CONFIG") or os.path.join(
+        _xdg("XDG_CONFIG_HOME", ".config"), "datamonfs", "config.toml")
+
+
+def data_dir() -> str:
+    return os.path.join(_xdg("XDG_DATA_HOME", ".local/share"), "datamonfs")
+
+
+def cache_dir() -> str:
+    return os.path.join(_xdg("XDG_CACHE_HOME", ".cache"), "datamonfs")
+
+
+def state_dir() -> str:
+    return os.path.join(_xdg("XDG_STATE_HOME", ".local/state"), "datamonfs")
+
+
+def default_store() -> str:
+    return "file://" + os.path.join(data_dir(), "store")
+
+
+@dataclass
+class Config:
+    name: str | None = None
+    email: str | None = None
+    store: str = ""
+    cache_dir: str = ""
+    cache_size: int | None = None
+    path: str = ""
+    exists: bool = False
+
+    @property
+    def author(self) -> Author:
+        if not self.name or not self.email:
+            raise ConfigError(f"no author configured ({self.path} has no name and email); run "
+                              "'datamonfs config create --name NAME --email EMAIL'")
+        return Author(self.name, self.email)
+
+
+def load() -> Config:
+    path = config_path()
+    values: dict = {}
+    exists = os.path.exists(path)
+    if exists:
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read config {path}: {e}; fix it or recreate it with "
+                              "'datamonfs config create'") from None
+        for key, value in values.items():
+            if key not in KEYS or not isinstance(value, KEYS[key]):
+                raise ConfigError(f"config {path}: unknown key or wrong type for {key!r}; "
+                                  f"known keys: {', '.join(KEYS)}")
+    elif os.environ.get("DATAMONFS_CONFIG"):
+        raise ConfigError(f"config {path} (named by DATAMONFS_CONFIG) does not exist; "
+                          "create it with 'datamonfs config create'")
+    store = os.environ.get("DATAMONFS_STORE") or values.get("store") or default_store()
+    return Config(name=values.get("name"), email=values.get("email"), store=store,
+                  cache_dir=values.get("cache_dir") or cache_dir(),
+                  cache_size=values.get("cache_size"), path=path, exists=exists)
+
+
+def save(values: dict) -> str:
+    """Write a flat config file atomically; returns its path."""
+    path = config_path()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    lines = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        # JSON string and integer syntax is valid TOML for these flat values.
+        lines.append(f"{key} = {json.dumps(value)}")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path

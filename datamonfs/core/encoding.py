@@ -1,0 +1,59 @@
+"""The one canonical encoding of metadata objects, and their addresses.
+
+Canonical JSON (sorted keys, no spaces, UTF-8) keeps stores readable by eye and
+by any language; every record carries a version field `v` so later encodings
+can be told apart. An object's address is the BLAKE3 hash of its encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import blake3
+
+from ..errors import IntegrityError
+
+VERSION = 1
+MAX_OBJECT = 64 * 1024 * 1024  # larger metadata is refused as hostile
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def address(data: bytes | memoryview) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+def is_address(text: object) -> bool:
+    return isinstance(text, str) and bool(_HEX64.match(text))
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(data: bytes, kind: str, where: str) -> dict[str, Any]:
+    """Parse an untrusted record; it must be a dict of the expected type and version."""
+    if len(data) > MAX_OBJECT:
+        raise IntegrityError(f"{where}: metadata object too large ({len(data)} bytes)")
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"{where}: not a valid metadata object ({e})") from None
+    if not isinstance(obj, dict) or obj.get("type") != kind:
+        raise IntegrityError(f"{where}: expected a {kind} record")
+    if obj.get("v") != VERSION:
+        raise IntegrityError(f"{where}: unsupported {kind} record version {obj.get('v')!r}; "
+                             "upgrade datamonfs")
+    return obj
+
+
+def field(obj: dict, name: str, types, where: str):
+    value = obj.get(name)
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in _tuple(types):
+        raise IntegrityError(f"{where}: field {name!r} is missing or of the wrong type")
+    return value
+
+
+def _tuple(types):
+    return types if isinstance(types, tuple) else (types,)

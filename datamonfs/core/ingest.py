@@ -1,0 +1,207 @@
+"""Upload a local directory as a new bundle.
+
+Files are read once, cut into chunks and hashed in this thread; chunk uploads
+run on a bounded pool so memory stays at a few chunks per worker. A chunk the
+store already has is not uploaded again. Directories are written bottom-up, one
+directory's entries in memory at a time. The bundle record and its refs are
+written last, so a killed upload leaves no bundle, and a re-run uploads only
+the chunks that are still missing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import DatamonError, NotFound
+from .chunks import cut
+from .encoding import address
+from .model import LINK, Bundle, Entry
+from .names import DEFAULT_BRANCH, check_name
+from .repository import BRANCH, LABEL, Author, Repository
+from .trees import DirectoryBuilder, file_entry
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class UploadStats:
+    files: int = 0
+    bytes: int = 0
+    chunks: int = 0
+    chunks_uploaded: int = 0
+    bytes_uploaded: int = 0
+
+
+class ChunkUploader:
+    """Puts chunks on a bounded pool; the first failure is raised by `finish`."""
+
+    def __init__(self, repo: Repository, stats: UploadStats, workers: int = 8):
+        self.repo = repo
+        self.stats = stats
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="upload")
+        self.slots = threading.BoundedSemaphore(workers * 2)
+        self.lock = threading.Lock()
+        self.seen: set[str] = set()
+        self.error: BaseException | None = None
+
+    def add(self, data: bytes) -> tuple[str, int]:
+        addr = address(data)
+        self.stats.chunks += 1
+        if addr not in self.seen:
+            self.seen.add(addr)
+            self._raise_error()
+            self.slots.acquire()
+            self.pool.submit(self._put, addr, data)
+        return addr, len(data)
+
+    def _put(self, addr: str, data: bytes) -> None:
+        try:
+            if self.error is None and self.repo.chunks.put(addr, data):
+                with self.lock:
+                    self.stats.chunks_uploaded += 1
+                    self.stats.bytes_uploaded += len(data)
+        except BaseException as e:  # reported to the uploading thread
+            with self.lock:
+                self.error = self.error or e
+        finally:
+            self.slots.release()
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def finish(self) -> None:
+        self.pool.shutdown(wait=True)
+        self._raise_error()
+
+    def abort(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DirectoryUpload:
+    def __init__(self, repo: Repository, root: str, progress: Progress | None):
+        self.repo = repo
+        self.root = root
+        self.progress = progress
+        self.stats = UploadStats()
+        self.chunks = ChunkUploader(repo, self.stats)
+
+    def run(self) -> Entry:
+        try:
+            st = os.stat(self.root)
+            entry = self._directory(self.root, "", "", st)
+            self.chunks.finish()
+            return entry
+        except BaseException:
+            self.chunks.abort()
+            raise
+
+    def _directory(self, path: str, rel: str, name: str, st: os.stat_result) -> Entry:
+        builder = DirectoryBuilder(self.repo.objects)
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as e:
+            raise _unreadable(rel or ".", e) from None
+        for child in names:
+            _check_utf8(child, rel)
+            child_path = os.path.join(path, child)
+            child_rel = f"{rel}/{child}" if rel else child
+            try:
+                cst = os.lstat(child_path)
+            except OSError as e:
+                raise _unreadable(child_rel, e) from None
+            builder.add(self._entry(child_path, child_rel, child, cst))
+        return builder.dir_entry(name, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+
+    def _entry(self, path: str, rel: str, name: str, st: os.stat_result) -> Entry:
+        mode, mtime = stat.S_IMODE(st.st_mode), st.st_mtime_ns
+        if stat.S_ISDIR(st.st_mode):
+            return self._directory(path, rel, name, st)
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(path)
+            _check_link(rel, target)
+            self.stats.files += 1
+            return Entry(name, LINK, mode, mtime, len(target.encode()), target=target)
+        if stat.S_ISREG(st.st_mode):
+            chunks = self._file(path, rel)
+            self.stats.files += 1
+            return file_entry(self.repo.objects, name, mode, mtime, chunks)
+        raise DatamonError(f"{rel} is not a regular file, directory or symlink; "
+                           "move it out of the folder (nothing was uploaded)")
+
+    def _file(self, path: str, rel: str) -> list[tuple[str, int]]:
+        chunks = []
+        try:
+            with open(path, "rb", buffering=0) as f:
+                for data in cut(f):
+                    chunks.append(self.chunks.add(data))
+                    self.stats.bytes += len(data)
+                    if self.progress:
+                        self.progress(len(data))
+        except OSError as e:
+            raise _unreadable(rel, e) from None
+        return chunks
+
+
+def _unreadable(rel: str, e: OSError) -> DatamonError:
+    return DatamonError(f"cannot read {rel}: {e.strerror or e}; fix it or move it out of the "
+                        "folder (nothing was uploaded)")
+
+
+def _check_utf8(name: str, rel: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        where = f"{rel}/{name!r}" if rel else repr(name)
+        raise DatamonError(f"file name {where} is not valid UTF-8; rename it (nothing was uploaded)") from None
+
+
+def _check_link(rel: str, target: str) -> None:
+    _check_utf8(target, rel)
+    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
+        raise DatamonError(f"symlink {rel} -> {target} points outside the folder; datamonfs stores "
+                           "only links within the dataset (nothing was uploaded)")
+
+
+def scan_size(root: str) -> int:
+    """Bytes of the regular files below root (for a progress bar's total)."""
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def upload(repo: Repository, repo_name: str, source: str, message: str, author: Author,
+           branch: str = DEFAULT_BRANCH, label: str | None = None,
+           progress: Progress | None = None) -> tuple[Bundle, UploadStats]:
+    """Upload `source` as a new bundle on `branch`, optionally labelled."""
+    repo.get_repo(repo_name)
+    check_name(branch, "branch name")
+    if label is not None:
+        check_name(label, "label name")
+    if not os.path.isdir(source):
+        raise NotFound(f"no directory {source!r} to upload")
+    head = repo.ref_head(repo_name, BRANCH, branch)
+    job = DirectoryUpload(repo, os.path.abspath(source), progress)
+    root = job.run()
+    bundle = repo.write_bundle(Bundle(
+        repo=repo_name, tree=root.tree, parents=(head.bundle,) if head else (),
+        message=message, author_name=author.name, author_email=author.email,
+        time=time.time_ns(), files=root.files, bytes=root.size))
+    repo.append_ref(repo_name, BRANCH, branch, bundle.id, author)
+    if label:
+        repo.append_ref(repo_name, LABEL, label, bundle.id, author)
+    return bundle, job.stats

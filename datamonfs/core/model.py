@@ -1,0 +1,194 @@
+"""Records of the store: entries, trees, chunk lists, bundles, refs, repos.
+
+Each record class turns itself into a canonical object (`to_obj`) and is parsed
+back from untrusted store bytes with every field checked (`from_obj`): a hostile
+store can make reads fail with IntegrityError, never escape or crash them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+from typing import Any
+
+from ..errors import IntegrityError
+from .encoding import VERSION, field, is_address
+
+FILE, DIR, LINK = "file", "dir", "link"
+MAX_NAME_BYTES = 255
+MAX_TARGET_BYTES = 4096
+
+
+def check_entry_name(name: object, where: str) -> str:
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name
+            or len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES):
+        raise IntegrityError(f"{where}: refusing entry named {name!r}")
+    return name
+
+
+def _count(obj: dict, name: str, where: str) -> int:
+    value = field(obj, name, int, where)
+    if value < 0:
+        raise IntegrityError(f"{where}: field {name!r} is negative")
+    return value
+
+
+def parse_chunks(raw: object, where: str) -> list[tuple[str, int]]:
+    if not isinstance(raw, list):
+        raise IntegrityError(f"{where}: chunk list is not a list")
+    chunks = []
+    for item in raw:
+        if (not isinstance(item, list) or len(item) != 2 or not is_address(item[0])
+                or not isinstance(item[1], int) or isinstance(item[1], bool) or item[1] <= 0):
+            raise IntegrityError(f"{where}: malformed chunk reference {item!r:.80}")
+        chunks.append((item[0], item[1]))
+    return chunks
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a directory. `chunks` (inline) or `chunklist` (an object) for
+    files, `tree` plus subtree totals for directories, `target` for symlinks."""
+
+    name: str
+    kind: str
+    mode: int
+    mtime: int  # nanoseconds since the epoch
+    size: int  # file bytes; for a directory, the bytes of every file below it
+    chunks: tuple[tuple[str, int], ...] | None = None
+    chunklist: str | None = None
+    tree: str | None = None
+    files: int = 0  # directories: files below (symlinks count as files)
+    target: str | None = None
+
+    def to_obj(self) -> list:
+        # A list, not a dict: trees of a million names stay compact.
+        if self.kind == FILE:
+            body: Any = self.chunklist if self.chunklist else [list(c) for c in self.chunks or ()]
+        elif self.kind == DIR:
+            body = [self.tree, self.files]
+        else:
+            body = self.target
+        return [self.name, self.kind, self.mode, self.mtime, self.size, body]
+
+    @classmethod
+    def from_obj(cls, raw: object, where: str) -> "Entry":
+        if not isinstance(raw, list) or len(raw) != 6:
+            raise IntegrityError(f"{where}: malformed directory entry")
+        name, kind, mode, mtime, size, body = raw
+        check_entry_name(name, where)
+        where = f"{where}: entry {name!r}"
+        for value in (mode, mtime, size):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise IntegrityError(f"{where}: malformed numeric field")
+        if not 0 <= mode <= 0o7777 or size < 0:
+            raise IntegrityError(f"{where}: mode or size out of range")
+        if kind == FILE:
+            if isinstance(body, str):
+                if not is_address(body):
+                    raise IntegrityError(f"{where}: malformed chunk list address")
+                return cls(name, FILE, mode, mtime, size, chunklist=body)
+            chunks = tuple(parse_chunks(body, where))
+            if sum(s for _, s in chunks) != size:
+                raise IntegrityError(f"{where}: chunk sizes do not add up to the file size")
+            return cls(name, FILE, mode, mtime, size, chunks=chunks)
+        if kind == DIR:
+            if (not isinstance(body, list) or len(body) != 2 or not is_address(body[0])
+                    or not isinstance(body[1], int) or body[1] < 0):
+                raise IntegrityError(f"{where}: malformed directory reference")
+            return cls(name, DIR, mode, mtime, size, tree=body[0], files=body[1])
+        if kind == LINK:
+            if (not isinstance(body, str) or not body or "\0" in body
+                    or len(body.encode("utf-8", "surrogateescape")) > MAX_TARGET_BYTES):
+                raise IntegrityError(f"{where}: malformed symlink target")
+            return cls(name, LINK, mode, mtime, size, target=body)
+        raise IntegrityError(f"{where}: unknown entry kind {kind!r:.20}")
+
+    @property
+    def file_count(self) -> int:
+        return self.files if self.kind == DIR else 1
+
+
+@dataclass(frozen=True)
+class Bundle:
+    repo: str
+    tree: str
+    parents: tuple[str, ...]
+    message: str
+    author_name: str
+    author_email: str
+    time: int  # nanoseconds since the epoch
+    files: int
+    bytes: int
+    id: str = dc_field(default="", compare=False)
+
+    def to_obj(self) -> dict:
+        return {"v": VERSION, "type": "bundle", "repo": self.repo, "tree": self.tree,
+                "parents": list(self.parents), "message": self.message,
+                "author": {"name": self.author_name, "email": self.author_email},
+                "time": self.time, "files": self.files, "bytes": self.bytes}
+
+    @classmethod
+    def from_obj(cls, obj: dict, bundle_id: str, where: str) -> "Bundle":
+        author = field(obj, "author", dict, where)
+        parents = field(obj, "parents", list, where)
+        tree = field(obj, "tree", str, where)
+        if not is_address(tree) or not all(is_address(p) for p in parents):
+            raise IntegrityError(f"{where}: malformed tree or parent address")
+        return cls(repo=field(obj, "repo", str, where), tree=tree, parents=tuple(parents),
+                   message=field(obj, "message", str, where),
+                   author_name=field(author, "name", str, where),
+                   author_email=field(author, "email", str, where),
+                   time=_count(obj, "time", where), files=_count(obj, "files", where),
+                   bytes=_count(obj, "bytes", where), id=bundle_id)
+
+
+@dataclass(frozen=True)
+class RefRecord:
+    """One entry of a branch's or label's append-only log."""
+
+    repo: str
+    kind: str  # "branch" or "label"
+    name: str
+    bundle: str
+    time: int
+    author_name: str
+    author_email: str
+
+    def to_obj(self) -> dict:
+        return {"v": VERSION, "type": "ref", "repo": self.repo, "kind": self.kind,
+                "name": self.name, "bundle": self.bundle, "time": self.time,
+                "author": {"name": self.author_name, "email": self.author_email}}
+
+    @classmethod
+    def from_obj(cls, obj: dict, where: str) -> "RefRecord":
+        author = field(obj, "author", dict, where)
+        bundle = field(obj, "bundle", str, where)
+        if not is_address(bundle):
+            raise IntegrityError(f"{where}: malformed bundle id")
+        return cls(repo=field(obj, "repo", str, where), kind=field(obj, "kind", str, where),
+                   name=field(obj, "name", str, where), bundle=bundle,
+                   time=_count(obj, "time", where),
+                   author_name=field(author, "name", str, where),
+                   author_email=field(author, "email", str, where))
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    name: str
+    description: str
+    time: int
+    author_name: str
+    author_email: str
+
+    def to_obj(self) -> dict:
+        return {"v": VERSION, "type": "repo", "name": self.name, "description": self.description,
+                "time": self.time, "author": {"name": self.author_name, "email": self.author_email}}
+
+    @classmethod
+    def from_obj(cls, obj: dict, where: str) -> "RepoInfo":
+        author = field(obj, "author", dict, where)
+        return cls(name=field(obj, "name", str, where),
+                   description=field(obj, "description", str, where),
+                   time=_count(obj, "time", where),
+                   author_name=field(author, "name", str, where),
+                   author_email=field(author, "email", str, where))

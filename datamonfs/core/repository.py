@@ -1,0 +1,199 @@
+"""Repos, bundles and refs in a store.
+
+Store keys (the whole layout above chunks and metadata objects):
+
+    repo/REPO                                   repo record, written once
+    bundle/REPO/ID                              bundle record; ID = BLAKE3 of its encoding
+    ref/REPO/KIND/NAME/TIME-RANDOM              one immutable record of a ref's log
+
+Refs are append-only logs: moving a branch or label writes a new record and the
+head is the newest one. No compare-and-swap is needed, so two writers at once
+never lose a bundle: both records stay in the log. A bundle record is written
+only after every object it references is stored, and a ref record only after
+its bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from ..errors import AlreadyExists, AmbiguousRef, IntegrityError, InvalidName, KeyNotFound, NotFound
+from .chunks import ChunkStore
+from .encoding import address, decode, encode
+from .model import Bundle, Entry, RefRecord, RepoInfo
+from .names import DEFAULT_BRANCH, check_name, parse_ref
+from .objects import MetaCache, ObjectStore
+from .stores.base import Store
+from .trees import TreeReader
+
+BRANCH, LABEL = "branch", "label"
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str
+
+
+class Repository:
+    """Everything the core knows how to read and write in one store."""
+
+    def __init__(self, store: Store, meta_cache: MetaCache | None = None):
+        self.store = store
+        self.chunks = ChunkStore(store)
+        self.objects = ObjectStore(store, meta_cache)
+        self.trees = TreeReader(self.objects)
+
+    # -- repos ---------------------------------------------------------------
+
+    def create_repo(self, name: str, description: str, author: Author) -> RepoInfo:
+        check_name(name, "repo name")
+        info = RepoInfo(name, description, time.time_ns(), author.name, author.email)
+        if not self.store.put_if_absent(f"repo/{name}", encode(info.to_obj())):
+            raise AlreadyExists(f"repo {name!r} already exists")
+        return info
+
+    def get_repo(self, name: str) -> RepoInfo:
+        check_name(name, "repo name")
+        try:
+            data = self.store.get(f"repo/{name}")
+        except KeyNotFound:
+            raise NotFound(f"no repo named {name!r}; see 'datamonfs repo list'") from None
+        info = RepoInfo.from_obj(decode(data, "repo", f"repo {name!r}"), f"repo {name!r}")
+        if info.name != name:
+            raise IntegrityError(f"repo record {name!r} names another repo")
+        return info
+
+    def list_repos(self) -> list[RepoInfo]:
+        names = sorted(k.split("/", 1)[1] for k in self.store.list("repo/"))
+        return [self.get_repo(n) for n in names]
+
+    # -- bundles -------------------------------------------------------------
+
+    def write_bundle(self, bundle: Bundle) -> Bundle:
+        """Record a bundle whose tree and chunks are already stored."""
+        data = encode(bundle.to_obj())
+        bundle_id = address(data)
+        self.store.put_if_absent(f"bundle/{bundle.repo}/{bundle_id}", data)
+        return Bundle(**{**bundle.__dict__, "id": bundle_id})
+
+    def get_bundle(self, repo: str, bundle_id: str) -> Bundle:
+        where = f"bundle {bundle_id[:12]} of {repo!r}"
+        try:
+            data = self.store.get(f"bundle/{repo}/{bundle_id}")
+        except KeyNotFound:
+            raise NotFound(f"no bundle {bundle_id} in repo {repo!r}") from None
+        if address(data) != bundle_id:
+            raise IntegrityError(f"{where} is corrupt (its bytes do not match its id)")
+        bundle = Bundle.from_obj(decode(data, "bundle", where), bundle_id, where)
+        if bundle.repo != repo:
+            raise IntegrityError(f"{where} belongs to repo {bundle.repo!r}")
+        return bundle
+
+    def bundle_ids(self, repo: str, prefix: str = "") -> list[str]:
+        return [k.rsplit("/", 1)[1] for k in self.store.list(f"bundle/{repo}/{prefix}")]
+
+    def list_bundles(self, repo: str, branch: str | None = None) -> list[Bundle]:
+        """Newest first. With a branch, the bundles its log has pointed at."""
+        self.get_repo(repo)
+        if branch is None:
+            ids = self.bundle_ids(repo)
+        else:
+            log = self.ref_log(repo, BRANCH, branch)
+            ids = list(dict.fromkeys(r.bundle for r in log))
+        bundles = [self.get_bundle(repo, i) for i in ids]
+        return sorted(bundles, key=lambda b: (b.time, b.id), reverse=True)
+
+    # -- refs ----------------------------------------------------------------
+
+    def _ref_prefix(self, repo: str, kind: str, name: str | None = None) -> str:
+        return f"ref/{repo}/{kind}/" + (f"{name}/" if name else "")
+
+    def append_ref(self, repo: str, kind: str, name: str, bundle_id: str, author: Author) -> RefRecord:
+        check_name(name, f"{kind} name")
+        self.get_bundle(repo, bundle_id)  # a ref never points at a missing bundle
+        now = time.time_ns()
+        record = RefRecord(repo, kind, name, bundle_id, now, author.name, author.email)
+        key = self._ref_prefix(repo, kind, name) + f"{now:020d}-{os.urandom(8).hex()}"
+        self.store.put(key, encode(record.to_obj()))
+        return record
+
+    def ref_log(self, repo: str, kind: str, name: str) -> list[RefRecord]:
+        """A ref's records, newest first; empty when the ref does not exist."""
+        check_name(name, f"{kind} name")
+        keys = sorted(self.store.list(self._ref_prefix(repo, kind, name)), reverse=True)
+        return [self._read_ref(repo, kind, name, k) for k in keys]
+
+    def _read_ref(self, repo: str, kind: str, name: str, key: str) -> RefRecord:
+        where = f"{kind} {name!r} of {repo!r}"
+        try:
+            data = self.store.get(key)
+        except KeyNotFound:
+            raise IntegrityError(f"{where}: record {key} vanished") from None
+        record = RefRecord.from_obj(decode(data, "ref", where), where)
+        if (record.repo, record.kind, record.name) != (repo, kind, name):
+            raise IntegrityError(f"{where}: record {key} names another ref")
+        return record
+
+    def ref_head(self, repo: str, kind: str, name: str) -> RefRecord | None:
+        keys = list(self.store.list(self._ref_prefix(repo, kind, name)))
+        return self._read_ref(repo, kind, name, max(keys)) if keys else None
+
+    def list_refs(self, repo: str, kind: str) -> list[RefRecord]:
+        """The head record of every ref of one kind, by name."""
+        self.get_repo(repo)
+        newest: dict[str, str] = {}
+        for key in self.store.list(self._ref_prefix(repo, kind)):
+            parts = key.split("/")
+            if len(parts) != 5:
+                raise IntegrityError(f"unexpected key {key!r} in the refs of {repo!r}")
+            newest[parts[3]] = max(newest.get(parts[3], ""), key)
+        return [self._read_ref(repo, kind, n, newest[n]) for n in sorted(newest)]
+
+    # -- resolving -----------------------------------------------------------
+
+    def resolve(self, text: str) -> Bundle:
+        """REPO:REF to a bundle. REF is tried as a label, then a branch, then a
+        bundle id or unique prefix of one; REPO alone is the head of main."""
+        repo, ref = parse_ref(text)
+        self.get_repo(repo)
+        ref = ref or DEFAULT_BRANCH
+        return self.get_bundle(repo, self.resolve_id(repo, ref))
+
+    def resolve_id(self, repo: str, ref: str) -> str:
+        if _is_name(ref):
+            for kind in (LABEL, BRANCH):
+                head = self.ref_head(repo, kind, ref)
+                if head:
+                    return head.bundle
+        if all(c in "0123456789abcdef" for c in ref) and len(ref) >= 4:
+            ids = self.bundle_ids(repo, ref)
+            if len(ids) == 1:
+                return ids[0]
+            if len(ids) > 1:
+                raise AmbiguousRef(f"bundle id prefix {ref!r} matches {len(ids)} bundles in "
+                                   f"{repo!r}; give more characters")
+        if ref == DEFAULT_BRANCH:
+            raise NotFound(f"repo {repo!r} has no bundles on branch main yet; "
+                           "upload one with 'datamonfs bundle upload'")
+        raise NotFound(f"no label, branch or bundle {ref!r} in repo {repo!r}")
+
+    def walk(self, tree: str, prefix: str = "") -> Iterator[tuple[str, Entry]]:
+        """Every entry below a tree, depth first, as (relative path, entry)."""
+        for entry in self.trees.entries(tree):
+            path = prefix + entry.name
+            yield path, entry
+            if entry.tree:
+                yield from self.walk(entry.tree, path + "/")
+
+
+def _is_name(ref: str) -> bool:
+    try:
+        check_name(ref)
+        return True
+    except InvalidName:
+        return False
+

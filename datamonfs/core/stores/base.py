@@ -1,0 +1,60 @@
+"""The object-store interface everything above the store sees.
+
+A store is a flat key space. Keys are '/'-separated relative paths made by the
+core (never by users), so each store may map them onto its medium directly.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from typing import Iterator
+
+_KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+def check_key(key: str) -> str:
+    if not _KEY.match(key) or any(part in (".", "..") for part in key.split("/")):
+        raise ValueError(f"invalid store key {key!r}")
+    return key
+
+
+class Store(abc.ABC):
+    """get, ranged get, put, put-if-absent, exists, list by prefix, delete.
+
+    Missing keys raise errors.KeyNotFound; an unreachable medium raises
+    errors.StoreUnavailable. Implementations are safe to call from several
+    threads at once.
+    """
+
+    url: str
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def get_range(self, key: str, start: int, length: int) -> bytes: ...
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Write atomically: readers see the old value or the whole new one."""
+
+    @abc.abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write unless the key exists; True when this call wrote it."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys starting with `prefix` (a plain string prefix), in no promised order."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
