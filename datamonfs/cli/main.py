@@ -13,7 +13,7 @@ import click
 
 from .. import __version__
 from ..errors import DatamonError
-from . import bundle, config, refs, repo
+from . import bundle, cache, config, daemon, refs, repo
 
 EXIT_CODES = """\b
 Exit status:
@@ -51,8 +51,9 @@ def cli() -> None:
     """
 
 
-for group in (config.config, repo.repo, bundle.bundle, refs.label, refs.branch):
-    cli.add_command(group)
+for command in (config.config, repo.repo, bundle.bundle, refs.label, refs.branch, cache.cache,
+                *daemon.commands):
+    cli.add_command(command)
 
 
 def main() -> None:
