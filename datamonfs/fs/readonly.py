@@ -1,0 +1,264 @@
+"""A bundle as a read-only FUSE file system (pyfuse3 Operations).
+
+Directories are read from the tree when first visited, one page at a time;
+file bytes come through the block cache when read. Blocking store and cache
+calls run in worker threads behind capacity limiters, never on the event loop.
+Every handler turns unexpected errors into EIO: pyfuse3 ends the whole session
+on any exception that is not a FUSEError.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+from dataclasses import dataclass
+
+import pyfuse3
+import trio
+
+from ..core.model import DIR, FILE, LINK, Bundle, Entry
+from ..core.repository import Repository
+from ..errors import DatamonError
+from .attrs import AttrMaker
+from .inodes import ROOT, DirNode, InodeTable, child_ino
+from .pages import PageCache, PageReader
+
+log = logging.getLogger(__name__)
+
+XATTR_PREFIX = b"user.datamonfs."
+
+
+def _guarded(fn):
+    @functools.wraps(fn)
+    async def wrapper(self, *args):
+        try:
+            return await fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except DatamonError as e:  # store down, corrupt data: this request fails, the mount lives
+            log.error("%s failed: %s", fn.__name__, e)
+            self.stats["errors"] += 1
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except Exception:
+            log.exception("%s failed unexpectedly", fn.__name__)
+            self.stats["errors"] += 1
+            raise pyfuse3.FUSEError(errno.EIO) from None
+    return wrapper
+
+
+def _read_only(fn):
+    @functools.wraps(fn)
+    async def wrapper(self, *args):
+        raise pyfuse3.FUSEError(errno.EROFS)
+    return wrapper
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    ref: str
+    uid: int
+    gid: int
+
+
+class ReadOnlyFS(pyfuse3.Operations):
+    supports_dot_lookup = True
+
+    def __init__(self, repo: Repository, chunk_reader, bundle: Bundle, info: MountInfo,
+                 file_reader_cls, meta_threads: int = 8, data_threads: int = 16):
+        super().__init__()
+        self.repo = repo
+        self.chunk_reader = chunk_reader
+        self.file_reader_cls = file_reader_cls
+        self.bundle = bundle
+        self.info = info
+        self.attrs = AttrMaker(info.uid, info.gid)
+        self.inodes = InodeTable(bundle.tree)
+        self.meta_limiter = trio.CapacityLimiter(meta_threads)
+        self.data_limiter = trio.CapacityLimiter(data_threads)
+        self.pages = PageCache(PageReader(repo.trees), self.meta_limiter)
+        self._files: dict[int, object] = {}
+        self._fh = itertools.count(1)
+        self.stats = {"lookups": 0, "readdirs": 0, "opens": 0, "reads": 0, "bytes_read": 0,
+                      "errors": 0}
+        self._xattrs = {
+            XATTR_PREFIX + b"bundle": bundle.id.encode(),
+            XATTR_PREFIX + b"repo": bundle.repo.encode(),
+            XATTR_PREFIX + b"ref": info.ref.encode(),
+        }
+
+    # -- finding entries -----------------------------------------------------
+
+    async def _layout(self, node: DirNode):
+        if node.layout is None:
+            node.layout = await self.pages.layout(node.tree)
+        return node.layout
+
+    async def _entry(self, ino: int) -> tuple[DirNode, Entry]:
+        """The entry with inode `ino` and the directory holding it."""
+        held = self.inodes.holder(ino)
+        if held is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        node, index = held
+        layout = await self._layout(node)
+        if index >= layout.total:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        i = layout.page_of(index)
+        page = await self.pages.page(layout, i)
+        return node, page.entries[index - layout.starts[i]]
+
+    async def _dir(self, ino: int) -> DirNode:
+        node = self.inodes.dir(ino)
+        if node is None:
+            parent, entry = await self._entry(ino)
+            if entry.kind != DIR:
+                raise pyfuse3.FUSEError(errno.ENOTDIR)
+            node = self.inodes.add_dir(ino, parent.ino, entry.tree)
+        return node
+
+    def _root_attr(self) -> pyfuse3.EntryAttributes:
+        return self.attrs.make(ROOT, DIR, 0o755, 0, self.bundle.time)
+
+    async def _attr(self, ino: int) -> pyfuse3.EntryAttributes:
+        if ino == ROOT:
+            return self._root_attr()
+        _, entry = await self._entry(ino)
+        return self.attrs.entry(ino, entry)
+
+    # -- metadata ------------------------------------------------------------
+
+    @_guarded
+    async def lookup(self, parent_inode, name, ctx=None):
+        self.stats["lookups"] += 1
+        node = await self._dir(parent_inode)
+        if name == b".":
+            return await self._attr(node.ino)
+        if name == b"..":
+            return await self._attr(node.parent)
+        text = os.fsdecode(name)
+        layout = await self._layout(node)
+        i = layout.page_for_name(text)
+        if i < 0 or layout.total == 0:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        page = await self.pages.page(layout, i)
+        at = page.find(text)
+        if at is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        ino = child_ino(node.slot, layout.starts[i] + at)
+        return self.attrs.entry(ino, page.entries[at])
+
+    @_guarded
+    async def getattr(self, inode, ctx=None):
+        return await self._attr(inode)
+
+    @_guarded
+    async def readlink(self, inode, ctx):
+        _, entry = await self._entry(inode)
+        if entry.kind != LINK:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return os.fsencode(entry.target)
+
+    async def forget(self, inode_list):
+        pass  # inode numbers are positions: nothing to free (see inodes.py)
+
+    @_guarded
+    async def opendir(self, inode, ctx):
+        await self._dir(inode)
+        return inode
+
+    @_guarded
+    async def readdir(self, fh, start_id, token):
+        # Always readdirplus (pyfuse3 asks for it): names come with their attributes,
+        # and the offset of each entry is its position, so a resumed listing seeks directly.
+        self.stats["readdirs"] += 1
+        node = await self._dir(fh)
+        layout = await self._layout(node)
+        index = start_id
+        while index < layout.total:
+            i = layout.page_of(index)
+            page = await self.pages.page(layout, i)
+            for at in range(index - layout.starts[i], len(page.entries)):
+                entry = page.entries[at]
+                ino = child_ino(node.slot, index)
+                if not pyfuse3.readdir_reply(token, os.fsencode(entry.name),
+                                             self.attrs.entry(ino, entry), index + 1):
+                    return
+                index += 1
+
+    async def releasedir(self, fh):
+        pass
+
+    @_guarded
+    async def statfs(self, ctx):
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 4096
+        s.f_blocks = (self.bundle.bytes + 4095) // 4096
+        s.f_bfree = s.f_bavail = 0
+        s.f_files = self.bundle.files
+        s.f_ffree = s.f_favail = 0
+        s.f_namemax = 255
+        return s
+
+    @_guarded
+    async def listxattr(self, inode, ctx):
+        return list(self._xattrs)
+
+    @_guarded
+    async def getxattr(self, inode, name, ctx):
+        value = self._xattrs.get(name)
+        if value is None:
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return value
+
+    # -- content -------------------------------------------------------------
+
+    @_guarded
+    async def open(self, inode, flags, ctx):
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_TRUNC | os.O_APPEND):
+            raise pyfuse3.FUSEError(errno.EROFS)
+        _, entry = await self._entry(inode)
+        if entry.kind != FILE:
+            raise pyfuse3.FUSEError(errno.EISDIR if entry.kind == DIR else errno.ELOOP)
+        chunks = await trio.to_thread.run_sync(self.repo.trees.chunks, entry,
+                                               limiter=self.meta_limiter)
+        fh = next(self._fh)
+        self._files[fh] = self.file_reader_cls(self.chunk_reader, chunks)
+        self.stats["opens"] += 1
+        # keep_cache: content never changes, so the kernel page cache stays valid.
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    @_guarded
+    async def read(self, fh, off, size):
+        reader = self._files.get(fh)
+        if reader is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.data_limiter)
+        self.stats["reads"] += 1
+        self.stats["bytes_read"] += len(data)
+        return data
+
+    async def release(self, fh):
+        reader = self._files.pop(fh, None)
+        close = getattr(reader, "close", None)
+        if close:
+            close()
+
+    def open_files(self) -> int:
+        return len(self._files)
+
+    # -- everything that would write -------------------------------------------
+
+    setattr = _read_only(pyfuse3.Operations.setattr)
+    mknod = _read_only(pyfuse3.Operations.mknod)
+    mkdir = _read_only(pyfuse3.Operations.mkdir)
+    unlink = _read_only(pyfuse3.Operations.unlink)
+    rmdir = _read_only(pyfuse3.Operations.rmdir)
+    symlink = _read_only(pyfuse3.Operations.symlink)
+    rename = _read_only(pyfuse3.Operations.rename)
+    link = _read_only(pyfuse3.Operations.link)
+    write = _read_only(pyfuse3.Operations.write)
+    create = _read_only(pyfuse3.Operations.create)
+    setxattr = _read_only(pyfuse3.Operations.setxattr)
+    removexattr = _read_only(pyfuse3.Operations.removexattr)
