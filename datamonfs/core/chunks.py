@@ -22,9 +22,27 @@ MAX_CHUNK = AVG_CHUNK * 4
 
 def cut(stream: BinaryIO) -> Iterator[bytes]:
     """Yield the chunks of a stream, reading it with bounded memory."""
+    head = stream.read(MIN_CHUNK + 1)
+    if len(head) <= MIN_CHUNK:  # FastCDC never cuts below MIN_CHUNK: one chunk, no set-up cost
+        if head:
+            yield head
+        return
     cdc = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
-    for chunk in cdc.cut_stream(stream):
+    for chunk in cdc.cut_stream(_Prepended(head, stream)):
         yield bytes(chunk.data)  # the view dies at the next chunk
+
+
+class _Prepended:
+    """A stream that replays bytes already read before the rest of `stream`."""
+
+    def __init__(self, head: bytes, stream: BinaryIO):
+        self.head, self.stream = head, stream
+
+    def read(self, n: int) -> bytes:
+        if self.head:
+            data, self.head = self.head[:n], self.head[n:]
+            return data
+        return self.stream.read(n)
 
 
 class ChunkReader(Protocol):

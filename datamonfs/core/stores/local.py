@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import itertools
 from typing import Iterator
 
 from ...errors import KeyNotFound, StoreUnavailable
@@ -16,6 +16,7 @@ class LocalStore(Store):
         self.root = os.path.abspath(root)
         self.url = "file://" + self.root
         self._tmp = os.path.join(self.root, ".tmp")
+        self._counter = itertools.count()  # next() on it is atomic under the GIL
         try:
             if create:
                 os.makedirs(self._tmp, exist_ok=True)
@@ -46,15 +47,19 @@ class LocalStore(Store):
             raise KeyNotFound(key) from None
 
     def _write_temp(self, data: bytes) -> str:
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        # Unique per process and call; O_EXCL guards against a stale file of a dead pid.
+        tmp = os.path.join(self._tmp, f"{os.getpid()}-{next(self._counter)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
         except BaseException:
             _unlink_quietly(tmp)
             raise
+        finally:
+            os.close(fd)
         return tmp
 
     def _parent(self, path: str) -> None:
