@@ -5,10 +5,12 @@ subprocess. Everything started here is ended by pid, also when a test fails."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -126,3 +128,161 @@ def cli(tmp_path, store_url):
     c = CLI(str(tmp_path / "home"), store_url)
     c("config", "create", "--name", "Ada", "--email", "ada@example.org")
     return c
+
+
+# -- the daemon and its mounts (tests/test_daemon*.py, tests/test_mount*.py) ----------------
+
+
+def _mounts_under(prefix: str) -> list[str]:
+    """Mountpoints below `prefix`, deepest first, read from the mount table (never stat-ed:
+    a dead FUSE mount fails a stat and a hung one blocks it)."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].replace("\\040", " ")
+            if mp == prefix or mp.startswith(prefix.rstrip("/") + "/"):
+                found.append(mp)
+    return sorted(found, key=len, reverse=True)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return kids
+
+
+def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_for(predicate, timeout: float = 20, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+class Daemon:
+    """A datamonfs daemon on a socket of its own, driven through the real CLI."""
+
+    def __init__(self, cli: CLI, root: str):
+        self.cli = cli
+        self.root = root  # every mountpoint of the test lives below it
+        self.sockdir = tempfile.mkdtemp(prefix="dmd-", dir="/tmp")
+        self.socket = os.path.join(self.sockdir, "daemon.sock")
+        cli.env["DATAMONFS_SOCKET"] = self.socket
+        self.pids: set[int] = set()  # every daemon and worker pid seen, for cleanup
+        self._n = 0
+
+    def start(self) -> int:
+        self.cli("daemon", "start")
+        return self.pid()
+
+    def pid(self) -> int:
+        with open(self.socket + ".lock") as f:
+            pid = int(f.read().strip())
+        self.pids.add(pid)
+        return pid
+
+    def status(self) -> dict:
+        import json
+
+        doc = json.loads(self.cli("daemon", "status", "--json").out)
+        self.pids.add(doc["pid"])
+        self.pids.update(w["pid"] for w in doc["workers"].values())
+        return doc
+
+    def mounts(self) -> list[dict]:
+        import json
+
+        records = json.loads(self.cli("mounts", "--json").out)
+        self.pids.update(r["worker_pid"] for r in records)
+        return records
+
+    def mountpoint(self, name: str | None = None) -> str:
+        self._n += 1
+        path = os.path.join(self.root, name or f"mnt{self._n}")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def mount(self, ref: str, mountpoint: str | None = None) -> str:
+        mp = mountpoint or self.mountpoint()
+        self.cli("mount", ref, mp)
+        self.mounts()
+        return mp
+
+    def request(self, payload: bytes, timeout: float = 10) -> list[dict]:
+        """Send raw bytes on a fresh connection; the reply lines, parsed, until the daemon
+        has answered every line sent (or closes)."""
+        import json
+
+        expected = max(payload.count(b"\n"), 1)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.socket)
+            s.sendall(payload)
+            data = b""
+            while data.count(b"\n") < expected:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+    def cleanup(self) -> None:
+        for pid in list(self.pids):
+            self.pids.update(_children(pid))
+        try:
+            self.pids.add(self.pid())
+        except (OSError, ValueError):
+            pass
+        for pid in list(self.pids):
+            self.pids.update(_children(pid))
+        for mp in _mounts_under(self.root):
+            if subprocess.run(["fusermount3", "-u", mp], capture_output=True).returncode:
+                subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True)
+        for pid in self.pids:
+            _kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in self.pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in self.pids:
+            _kill(pid)
+        for mp in _mounts_under(self.root):  # after the workers are gone: lazily
+            subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True)
+        shutil.rmtree(self.sockdir, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(cli, tmp_path):
+    """A started daemon for the `cli` fixture's user. Teardown unmounts every mount below
+    tmp_path and ends the daemon and its workers by pid, also when the test failed."""
+    d = Daemon(cli, str(tmp_path / "mnt"))
+    os.makedirs(d.root, exist_ok=True)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..cache import CachedChunkReader, open_cache
 from ..core import export, ingest
 from ..core.diff import diff_trees
 from ..core.model import DIR, Bundle
@@ -105,13 +106,21 @@ def files(ref: str, prefix: str, as_json: bool) -> None:
 @click.option("--name-filter", default=None, metavar="GLOB",
               help="Only paths matching this glob ('*' also matches '/').")
 @click.option("--force", is_flag=True, help="Write into a non-empty DEST, replacing files.")
-def download(ref: str, dest: str, name_filter: str | None, force: bool) -> None:
+@click.option("--no-cache", is_flag=True,
+              help="Read chunks straight from the store, leaving the block cache as it is "
+                   "(for a one-off download bigger than the cache).")
+def download(ref: str, dest: str, name_filter: str | None, force: bool, no_cache: bool) -> None:
     """Download a bundle into DEST, verifying every chunk."""
-    repository = open_repository()
+    cfg = load_config()
+    repository = open_repository(cfg)
     b = repository.resolve(ref)
-    with progress_bar(b.bytes, "downloading") as progress:
-        stats = export.download(repository, b, dest, name_filter=name_filter, force=force,
-                                progress=progress)
+    reader = CachedChunkReader(None if no_cache else open_cache(cfg)[0], repository.chunks)
+    try:
+        with progress_bar(b.bytes, "downloading") as progress:
+            stats = export.download(repository, b, dest, reader=reader, name_filter=name_filter,
+                                    force=force, progress=progress)
+    finally:
+        reader.close()
     info(f"{stats.files} files, {human_size(stats.bytes)} written to {dest}")
 
 

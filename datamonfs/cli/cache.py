@@ -4,7 +4,72 @@ from __future__ import annotations
 
 import click
 
+from ..cache import CachedChunkReader, clear_unused, open_cache, warm
+from .common import emit_json, human_size, info, json_option, load_config, open_repository, progress_bar
+
 
 @click.group()
 def cache() -> None:
-    """The local block cache shared by every datamonfs process."""
+    """The local block cache shared by every datamonfs process.
+
+    It lives in the XDG cache directory, or where the config key cache_dir or
+    the environment variable DATAMONFS_CACHE_DIR says. Its size limit is the
+    config key cache_size (bytes); by default 10 GiB or 20% of the free space,
+    whichever is smaller.
+    """
+
+
+@cache.command("status")
+@json_option
+def status(as_json: bool) -> None:
+    """Size, limit, entries and hit/miss counts of the cache."""
+    stats = open_cache(load_config())[0].stats()
+    if as_json:
+        emit_json(stats)
+        return
+    share = 100 * stats["size"] / stats["limit"]
+    click.echo(f"directory\t{stats['directory']}" + ("" if stats["available"] else " (unusable)"))
+    click.echo(f"size\t{human_size(stats['size'])} of {human_size(stats['limit'])} ({share:.0f}%)")
+    click.echo(f"blocks\t{stats['entries']}")
+    click.echo(f"metadata\t{stats['meta_entries']} objects, {human_size(stats['meta_bytes'])}")
+    click.echo(f"hits\t{stats['hits']}")
+    click.echo(f"misses\t{stats['misses']}")
+    click.echo(f"fetched\t{human_size(stats['bytes_fetched'])}")
+
+
+@cache.command("prefetch")
+@click.argument("ref")
+@click.option("--prefix", default="", help="Only files whose path starts with this.")
+def prefetch(ref: str, prefix: str) -> None:
+    """Fetch the files of bundle REF (REPO:REF) into the cache."""
+    cfg = load_config()
+    blocks, _ = open_cache(cfg)
+    repository = open_repository(cfg)
+    b = repository.resolve(ref)
+    count = total = 0
+    for _, entry in warm.files(repository, b.tree, prefix):
+        count += 1
+        total += entry.size
+    if total > blocks.limit:
+        info(f"warning: {human_size(total)} to prefetch is more than the cache limit "
+             f"({human_size(blocks.limit)}); only the last part read stays cached")
+    before = blocks.stats()["bytes_fetched"]
+    reader = CachedChunkReader(blocks, repository.chunks)
+    try:
+        with progress_bar(total, "prefetching") as progress:
+            warm.warm(repository, reader, b.tree, prefix, progress)
+    finally:
+        reader.close()
+    fetched = blocks.stats()["bytes_fetched"] - before
+    info(f"{count} files, {human_size(total)}; {human_size(fetched)} fetched from the store")
+
+
+@cache.command("clear")
+def clear() -> None:
+    """Empty the cache (blocks, metadata and counters)."""
+    cfg = load_config()
+    if not clear_unused(cfg.cache_dir):  # in use: clear it through the index
+        blocks, meta = open_cache(cfg)
+        blocks.clear()
+        meta.clear()
+    info(f"cleared the cache in {cfg.cache_dir}")

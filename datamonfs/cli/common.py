@@ -11,6 +11,7 @@ from typing import Iterator
 
 import click
 
+from ..cache import open_cache
 from ..core import config as config_mod
 from ..core.repository import Repository
 from ..core.stores import open_store
@@ -23,9 +24,9 @@ def load_config() -> config_mod.Config:
 
 
 def open_repository(cfg: config_mod.Config | None = None) -> Repository:
-    """The store of the config, with the shared metadata cache when it can be opened."""
+    """The store of the config, reading metadata objects through the shared cache."""
     cfg = cfg or load_config()
-    return Repository(open_store(cfg.store))
+    return Repository(open_store(cfg.store), meta_cache=open_cache(cfg)[1])
 
 
 def emit_json(doc) -> None:

@@ -2,13 +2,145 @@
 
 from __future__ import annotations
 
+import time
+
 import click
+
+from ..daemon import offline
+from ..daemon.client import Client, DaemonUnavailable, ensure_daemon, pid_alive
+from ..daemon.mountpoints import normalize
+from ..daemon.paths import paths_for
+from ..daemon.service import run, start_background
+from ..errors import DatamonError
+from .common import emit_json, info, iso_time, json_option
+
+socket_option = click.option(
+    "--socket", "socket_path", default=None, metavar="PATH",
+    help="The daemon's control socket (default: $DATAMONFS_SOCKET, else "
+         "$XDG_RUNTIME_DIR/datamonfs/daemon.sock, else /run/datamonfs/daemon.sock for root).")
 
 
 @click.group()
 def daemon() -> None:
-    """The background process that serves mounts."""
+    """The background process that serves mounts.
+
+    `datamonfs mount` starts it on demand.
+    """
+
+
+@daemon.command("start")
+@click.option("--foreground", is_flag=True, help="Stay attached; log to stderr as well.")
+@click.option("--group", default=None, metavar="GROUP",
+              help="Let members of GROUP use the socket (mode 0660).")
+@socket_option
+def start(foreground: bool, group: str | None, socket_path: str | None) -> None:
+    """Start the daemon. Exits 1 when one already runs on the socket."""
+    paths = paths_for(socket_path)
+    if foreground:
+        raise SystemExit(run(paths.socket, group, foreground=True))
+    pid = start_background(paths.socket, group)
+    info(f"started the datamonfs daemon (pid {pid}) on {paths.socket}; log: {paths.log}")
+
+
+@daemon.command("stop")
+@socket_option
+def stop(socket_path: str | None) -> None:
+    """Unmount everything and stop the daemon."""
+    with Client(socket_path) as c:
+        pid = c.call("shutdown")["pid"]
+    deadline = time.monotonic() + 60
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            raise DaemonUnavailable(f"the daemon (pid {pid}) did not stop within 60s")
+        time.sleep(0.05)
+    info(f"stopped the datamonfs daemon (pid {pid})")
+
+
+@daemon.command("status")
+@socket_option
+@json_option
+def status(socket_path: str | None, as_json: bool) -> None:
+    """Show whether the daemon runs, and its mounts. Exits 3 when it does not run."""
+    with Client(socket_path) as c:
+        s = c.call("status")
+    s.pop("id", None)
+    s.pop("ok", None)
+    if as_json:
+        emit_json(s)
+        return
+    click.echo(f"running: pid {s['pid']}, version {s['version']}, up {s['uptime']:.0f}s")
+    click.echo(f"socket: {s['socket']}")
+    click.echo(f"log: {s['log']}")
+    click.echo(f"mounts: {s['mounts']} ({s['stale']} stale)")
+    for mp, w in sorted(s["workers"].items()):
+        rss = w.get("rss", 0) / 2**20
+        click.echo(f"  {mp}: worker {w['pid']}, {rss:.0f} MiB, {w.get('reads', 0)} reads, "
+                   f"{w.get('errors', 0)} errors")
+
+
+@click.command("mount", short_help="Mount a bundle read-only.")
+@click.argument("ref")
+@click.argument("mountpoint")
+@socket_option
+def mount(ref: str, mountpoint: str, socket_path: str | None) -> None:
+    """Mount bundle REF (REPO:REF) read-only at MOUNTPOINT, an empty directory.
+
+    The ref is resolved once, now: the mount shows that bundle until unmounted.
+    Starts the daemon when none runs. The last line printed is the bundle id.
+    """
+    mp = normalize(mountpoint)
+    client, started = ensure_daemon(socket_path)
+    if started:
+        info(f"started the datamonfs daemon (pid {started}); log: {client.paths.log}")
+    with client:
+        m = client.call("mount", timeout=300, ref=ref, mountpoint=mp)["mount"]
+    info(f"mounted {ref} (bundle {m['bundle'][:12]}) at {mp}")
+    click.echo(m["bundle"])
+
+
+@click.command("unmount", short_help="Unmount a mount (also a dead one).")
+@click.argument("mountpoint")
+@socket_option
+def unmount(mountpoint: str, socket_path: str | None) -> None:
+    """Unmount MOUNTPOINT. Also clears a mount left dead by a daemon that died."""
+    mp = normalize(mountpoint)
+    client = Client(socket_path)
+    try:
+        client.connect()
+    except DaemonUnavailable as e:
+        try:
+            offline.clear(client.paths, mp)
+        except offline.DaemonBusy:
+            raise DaemonUnavailable(f"the datamonfs daemon on {client.paths.socket} does not "
+                                    "answer") from None
+        except DatamonError as missing:
+            raise type(e)(f"{missing}") from None
+        info(f"cleared the dead mount at {mp}")
+        return
+    with client:
+        client.call("unmount", timeout=120, mountpoint=mp)
+    info(f"unmounted {mp}")
+
+
+@click.command("mounts", short_help="List mounts and their state.")
+@socket_option
+@json_option
+def mounts(socket_path: str | None, as_json: bool) -> None:
+    """List mounts: mountpoint, ref, bundle, state (stale when its worker or daemon died)."""
+    client = Client(socket_path)
+    try:
+        with client:
+            records = client.call("list")["mounts"]
+    except DaemonUnavailable:
+        records = [r.to_json() for r in offline.stale_mounts(client.paths)]
+    if as_json:
+        emit_json(records)
+        return
+    for r in records:
+        since = iso_time(int(r["since"] * 1e9))
+        state = r["state"] + (f" ({r['reason']})" if r.get("reason") else "")
+        click.echo(f"{r['mountpoint']}\t{r['ref']}\t{r['bundle']}\t{state}\t{since}")
 
 
 # Top-level commands this module adds to `datamonfs` besides the `daemon` group.
-commands: list[click.Command] = [daemon]
+commands: list[click.Command] = [daemon, mount, unmount, mounts]

@@ -1,9 +1,10 @@
 """User configuration and the XDG directories datamonfs keeps its state in.
 
 The config file is TOML: $DATAMONFS_CONFIG, else $XDG_CONFIG_HOME/datamonfs/config.toml.
-$DATAMONFS_STORE overrides its store. With no config at all the store is a local
-directory under the XDG data directory, so nothing needs a cloud account; only
-commands that record an author (uploads, refs) need `datamonfs config create`.
+$DATAMONFS_STORE overrides its store and $DATAMONFS_CACHE_DIR its cache directory.
+With no config at all the store is a local directory under the XDG data
+directory, so nothing needs a cloud account; only commands that record an
+author (uploads, refs) need `datamonfs config create`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tomllib
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .chunks import MAX_CHUNK
 from .repository import Author
 
 KEYS = {"name": str, "email": str, "store": str, "cache_dir": str, "cache_size": int}
@@ -38,6 +40,14 @@ def cache_dir() -> str:
 
 def state_dir() -> str:
     return os.path.join(_xdg("XDG_STATE_HOME", ".local/state"), "datamonfs")
+
+
+def check_cache_size(size: int, where: str = "cache_size") -> int:
+    """A cache must hold at least one chunk of the largest size."""
+    if type(size) is not int or size < MAX_CHUNK:
+        raise ConfigError(f"{where} = {size!r} is smaller than one chunk; set it to at least "
+                          f"{MAX_CHUNK} bytes (4 MiB), or remove it for the default")
+    return size
 
 
 def default_store() -> str:
@@ -81,9 +91,12 @@ def load() -> Config:
         raise ConfigError(f"config {path} (named by DATAMONFS_CONFIG) does not exist; "
                           "create it with 'datamonfs config create'")
     store = os.environ.get("DATAMONFS_STORE") or values.get("store") or default_store()
+    cache = os.environ.get("DATAMONFS_CACHE_DIR") or values.get("cache_dir") or cache_dir()
+    size = values.get("cache_size")
+    if size is not None:
+        check_cache_size(size, f"config {path}: cache_size")
     return Config(name=values.get("name"), email=values.get("email"), store=store,
-                  cache_dir=values.get("cache_dir") or cache_dir(),
-                  cache_size=values.get("cache_size"), path=path, exists=exists)
+                  cache_dir=os.path.expanduser(cache), cache_size=size, path=path, exists=exists)
 
 
 def save(values: dict) -> str:

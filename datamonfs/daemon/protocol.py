@@ -39,7 +39,7 @@ def encode(obj: dict) -> bytes:
 def decode(line: bytes) -> dict:
     try:
         obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ProtocolError(f"request is not valid JSON ({e})") from None
     if not isinstance(obj, dict):
         raise ProtocolError("request must be a JSON object")

@@ -1,58 +1,104 @@
-"""File content for the file system: the block cache's reader.
+"""File bytes for FUSE reads: whole chunks through the block cache, slices served in place.
 
-TEMPORARY stand-in until datamonfs.cache exports cached_repository/FileReader:
-reads whole chunks straight from the store, keeping the last one per open file.
+The kernel asks for a file in pieces of at most a few hundred KiB, while a chunk is
+about a megabyte. A trip to a worker thread costs more than copying the bytes, so
+each chunk is fetched once (in a thread, through the cache's FileReader, whose
+read-ahead sees one sequential read per chunk) and kept in a small LRU shared by
+every open file; the pieces are then sliced out of it on the event loop, without a
+copy. Concurrent requests for one chunk wait for a single fetch.
+
+A file read in order has its next few chunks fetched ahead, in parallel, so the
+cache's disk reads and store fetches overlap with serving the kernel. (Measured
+against fetching them one by one in order: faster both cold and warm.)
 """
 
 from __future__ import annotations
 
 import bisect
-import threading
+import itertools
+from collections import OrderedDict
 
-try:  # the real block cache, once it lands
-    from ..cache import FileReader, cached_repository  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - replaced before release
-    from ..core.config import Config
-    from ..core.repository import Repository
-    from ..core.stores import open_store
+import trio
 
-    def cached_repository(cfg: Config):
-        repo = Repository(open_store(cfg.store))
-        return repo, repo.chunks
+DEFAULT_HOT_BYTES = 64 << 20
+READ_AHEAD_CHUNKS = 4
 
-    class FileReader:  # type: ignore[no-redef]
-        def __init__(self, reader, chunks: list[tuple[str, int]]):
-            self.reader = reader
-            self.chunks = chunks
-            self.starts = []
-            pos = 0
-            for _, size in chunks:
-                self.starts.append(pos)
-                pos += size
-            self.size = pos
-            self._lock = threading.Lock()
-            self._last: tuple[int, bytes] | None = None
 
-        def _chunk(self, i: int) -> bytes:
-            with self._lock:
-                if self._last and self._last[0] == i:
-                    return self._last[1]
-            data = self.reader.read_chunk(*self.chunks[i])
-            with self._lock:
-                self._last = (i, data)
+class OpenFile:
+    __slots__ = ("reader", "chunks", "starts", "size", "last")
+
+    def __init__(self, reader, chunks: list[tuple[str, int]]):
+        self.reader = reader  # the block cache's FileReader for this file
+        self.chunks = chunks
+        self.starts = [0, *itertools.accumulate(size for _, size in chunks)]
+        self.size = self.starts[-1]
+        self.last = -1  # last chunk read, to tell sequential readers
+
+
+class ContentReader:
+    def __init__(self, limiter: trio.CapacityLimiter, max_bytes: int = DEFAULT_HOT_BYTES):
+        self.limiter = limiter
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._hot: OrderedDict[str, bytes] = OrderedDict()
+        self._loading: dict[str, trio.Event] = {}
+
+    async def read(self, f: OpenFile, offset: int, length: int):
+        end = min(offset + length, f.size)
+        if offset >= end:
+            return b""
+        first = bisect.bisect_right(f.starts, offset) - 1
+        last = bisect.bisect_right(f.starts, end - 1) - 1
+        if first in (f.last, f.last + 1):
+            self._read_ahead(f, last)
+        f.last = last
+        if first == last:
+            start = f.starts[first]
+            data = await self._chunk(f, first)
+            return memoryview(data)[offset - start:end - start]
+        pieces = []
+        for i in range(first, last + 1):
+            start = f.starts[i]
+            data = await self._chunk(f, i)
+            pieces.append(memoryview(data)[max(offset - start, 0):end - start])
+        return b"".join(pieces)
+
+    async def _chunk(self, f: OpenFile, i: int) -> bytes:
+        addr, size = f.chunks[i]
+        while True:
+            data = self._hot.get(addr)
+            if data is not None:
+                self._hot.move_to_end(addr)
+                return data
+            loading = self._loading.get(addr)
+            if loading is None:
+                break
+            await loading.wait()  # then look again: that fetch may have failed
+        self._loading[addr] = event = trio.Event()
+        try:
+            data = await trio.to_thread.run_sync(f.reader.read, f.starts[i], size,
+                                                 limiter=self.limiter)
+            self._put(addr, data)
             return data
+        finally:
+            del self._loading[addr]
+            event.set()
 
-        def read(self, offset: int, length: int) -> bytes:
-            end = min(offset + length, self.size)
-            out = []
-            i = bisect.bisect_right(self.starts, offset) - 1
-            while offset < end and i < len(self.chunks):
-                data = self._chunk(i)
-                lo = offset - self.starts[i]
-                piece = data[lo:lo + end - offset]
-                out.append(piece)
-                offset += len(piece)
-                i += 1
-            return b"".join(out)
+    def _read_ahead(self, f: OpenFile, last: int) -> None:
+        for i in range(last + 1, min(last + 1 + READ_AHEAD_CHUNKS, len(f.chunks))):
+            addr = f.chunks[i][0]
+            if addr not in self._hot and addr not in self._loading:
+                trio.lowlevel.spawn_system_task(self._prefetch, f, i)
 
-__all__ = ["FileReader", "cached_repository"]
+    async def _prefetch(self, f: OpenFile, i: int) -> None:
+        try:
+            await self._chunk(f, i)
+        except Exception:
+            pass  # the read that needs this chunk fetches it again and reports
+
+    def _put(self, addr: str, data: bytes) -> None:
+        self._hot[addr] = data
+        self.bytes += len(data)
+        while self.bytes > self.max_bytes and len(self._hot) > 1:
+            _, old = self._hot.popitem(last=False)
+            self.bytes -= len(old)

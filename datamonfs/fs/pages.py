@@ -137,6 +137,18 @@ class PageCache:
             del self._loading[addr]
             event.set()
 
+    def prefetch(self, layout: Layout, i: int) -> None:
+        """Start loading page i in the background (a listing will want it next)."""
+        if i < len(layout.addrs) and layout.addrs[i] not in self._pages \
+                and layout.addrs[i] not in self._loading:
+            trio.lowlevel.spawn_system_task(self._prefetch, layout, i)
+
+    async def _prefetch(self, layout: Layout, i: int) -> None:
+        try:
+            await self.page(layout, i)
+        except Exception:
+            pass  # the listing that needs the page loads it again and reports
+
     def _put(self, addr: str, page: Page) -> None:
         if addr in self._pages:
             return

@@ -23,6 +23,7 @@ from ..core.model import DIR, FILE, LINK, Bundle, Entry
 from ..core.repository import Repository
 from ..errors import DatamonError
 from .attrs import AttrMaker
+from .content import ContentReader, OpenFile
 from .inodes import ROOT, DirNode, InodeTable, child_ino
 from .pages import PageCache, PageReader
 
@@ -79,7 +80,8 @@ class ReadOnlyFS(pyfuse3.Operations):
         self.meta_limiter = trio.CapacityLimiter(meta_threads)
         self.data_limiter = trio.CapacityLimiter(data_threads)
         self.pages = PageCache(PageReader(repo.trees), self.meta_limiter)
-        self._files: dict[int, object] = {}
+        self.content = ContentReader(self.data_limiter)
+        self._files: dict[int, OpenFile] = {}
         self._fh = itertools.count(1)
         self.stats = {"lookups": 0, "readdirs": 0, "opens": 0, "reads": 0, "bytes_read": 0,
                       "errors": 0}
@@ -179,6 +181,7 @@ class ReadOnlyFS(pyfuse3.Operations):
         while index < layout.total:
             i = layout.page_of(index)
             page = await self.pages.page(layout, i)
+            self.pages.prefetch(layout, i + 1)  # parsed while this page is being listed
             for at in range(index - layout.starts[i], len(page.entries)):
                 entry = page.entries[at]
                 ino = child_ino(node.slot, index)
@@ -224,24 +227,24 @@ class ReadOnlyFS(pyfuse3.Operations):
         chunks = await trio.to_thread.run_sync(self.repo.trees.chunks, entry,
                                                limiter=self.meta_limiter)
         fh = next(self._fh)
-        self._files[fh] = self.file_reader_cls(self.chunk_reader, chunks)
+        self._files[fh] = OpenFile(self.file_reader_cls(self.chunk_reader, chunks), chunks)
         self.stats["opens"] += 1
         # keep_cache: content never changes, so the kernel page cache stays valid.
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     @_guarded
     async def read(self, fh, off, size):
-        reader = self._files.get(fh)
-        if reader is None:
+        f = self._files.get(fh)
+        if f is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.data_limiter)
+        data = await self.content.read(f, off, size)
         self.stats["reads"] += 1
         self.stats["bytes_read"] += len(data)
         return data
 
     async def release(self, fh):
-        reader = self._files.pop(fh, None)
-        close = getattr(reader, "close", None)
+        f = self._files.pop(fh, None)
+        close = getattr(f and f.reader, "close", None)
         if close:
             close()
 

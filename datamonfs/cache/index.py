@@ -1,0 +1,341 @@
+"""The cache directory: its layout, its LMDB index, and the locks processes share.
+
+    DIR/index/       LMDB environment: databases blocks, lru, meta, state; and the file
+                     `unsynced` while commits may not be on disk yet (see below)
+    DIR/blocks/ab/   chunk files named ADDR.TOKEN, a fresh token per insert, never rewritten
+    DIR/tmp/         chunk files being written; renamed into blocks/ once complete
+    DIR/open.lock    flock, exclusive while a process opens the cache (and maybe repairs it)
+    DIR/users.lock   flock, shared by every process that has the cache open
+    DIR/fetch.lock   byte-range locks: one fetch of a chunk at a time across processes
+
+A process that opens the cache while no other process has it open (it gets
+users.lock exclusively) repairs what crashed processes left behind, see repair.py.
+An index that is corrupt, truncated or not ours is rebuilt empty by such a
+process; while other processes use it, opening fails with a ConfigError that
+names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import struct
+import threading
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import lmdb
+
+from ..errors import ConfigError
+
+log = logging.getLogger("datamonfs.cache")
+
+FORMAT = b"datamonfs-cache/1"
+DBS = (b"blocks", b"lru", b"meta", b"state")
+MAP_SIZE = 1 << 36  # reserved address space; the file grows only with use
+# LMDB maps lock.mdb and writes through the map: on a full disk, touching a hole
+# in it is SIGBUS. Allocating it up front turns that into ENOSPC at open. Its
+# size also sets the reader slots shared by all processes (about 2000 here).
+LOCK_FILE_SIZE = 1 << 17
+
+_RECORD = struct.Struct("<QQ16s8s")
+
+
+class Record(NamedTuple):
+    """An index entry: blocks[ADDR] -> size, last use (ns), xxh3-128 digest, file token."""
+
+    size: int
+    used: int
+    digest: bytes
+    token: bytes
+
+    def pack(self) -> bytes:
+        return _RECORD.pack(*self)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Record | None:
+        return cls(*_RECORD.unpack(raw)) if len(raw) == _RECORD.size else None
+
+    def name(self, addr: str) -> str:
+        return f"{addr}.{self.token.hex()}"
+
+
+def lru_key(used: int, addr: bytes) -> bytes:
+    return used.to_bytes(8, "big") + addr
+
+
+@dataclass(frozen=True)
+class Layout:
+    directory: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "directory", os.path.abspath(self.directory))
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    @property
+    def index_dir(self) -> str:
+        return self.path("index")
+
+    @property
+    def blocks_dir(self) -> str:
+        return self.path("blocks")
+
+    @property
+    def tmp_dir(self) -> str:
+        return self.path("tmp")
+
+    def block_path(self, addr: str, rec: Record) -> str:
+        return os.path.join(self.blocks_dir, addr[:2], rec.name(addr))
+
+    def lock(self, name: str) -> int:
+        return os.open(self.path(name), os.O_RDWR | os.O_CREAT, 0o600)
+
+
+class CacheUnavailable(Exception):
+    """The cache directory cannot be used (full, read-only, no permission): run uncached."""
+
+
+class _Corrupt(Exception):
+    pass
+
+
+class CacheIndex:
+    """The LMDB environment of one cache directory. Open it once per process."""
+
+    def __init__(self, directory: str):
+        """Open (creating, rebuilding or repairing as needed). A directory that cannot
+        be used (full disk, read-only, no permission) gives an index that is not
+        `available`, after one warning: datamonfs then reads without a cache."""
+        self.layout = Layout(directory)
+        self.directory = self.layout.directory
+        self.env: lmdb.Environment | None = None
+        self.fetch_fd = self._users_fd = -1
+        self._warned = False
+        self._warn_lock = threading.Lock()
+        try:
+            self._open()
+        except CacheUnavailable as e:
+            self.close()
+            self.unwritable(e)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def available(self) -> bool:
+        return self.env is not None
+
+    def _open(self) -> None:
+        try:
+            for d in (self.layout.index_dir, self.layout.blocks_dir, self.layout.tmp_dir):
+                os.makedirs(d, exist_ok=True)
+            self.fetch_fd = self.layout.lock("fetch.lock")
+            self._users_fd = self.layout.lock("users.lock")
+            gate = self.layout.lock("open.lock")
+        except OSError as e:
+            raise CacheUnavailable(f"cannot use cache directory {self.directory}: {e.strerror or e}") from e
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            self._open_locked()
+        finally:
+            os.close(gate)  # releases the gate
+
+    def _open_locked(self) -> None:
+        exclusive = _try_flock(self._users_fd, fcntl.LOCK_EX)
+        if exclusive and self._written_before_a_crash():
+            log.warning("the machine stopped while the cache index in %s had writes not yet on "
+                        "disk; rebuilt the cache empty", self.layout.index_dir)
+            wipe(self.layout)
+        try:
+            self._open_env()
+        except _Corrupt as e:
+            data = os.path.join(self.layout.index_dir, "data.mdb")
+            if not exclusive:
+                raise ConfigError(
+                    f"cache index {data} is corrupt or not a datamonfs cache ({e}); stop the "
+                    "other datamonfs processes using it and run 'datamonfs cache clear'") from None
+            log.warning("cache index %s was corrupt or not a datamonfs cache (%s); "
+                        "rebuilt the cache empty", data, e)
+            wipe(self.layout)
+            self._open_env()
+        if exclusive:
+            from .repair import repair
+
+            try:
+                repair(self)
+            except (OSError, lmdb.Error) as e:
+                raise CacheUnavailable(f"cannot repair the cache in {self.directory}: {e}") from e
+        try:
+            self._mark_unsynced()
+        except OSError as e:
+            raise CacheUnavailable(f"cannot use cache directory {self.directory}: {e.strerror or e}") from e
+        fcntl.flock(self._users_fd, fcntl.LOCK_SH)  # others may open it now
+
+    # Commits are not synced to disk one by one (a sync costs milliseconds under write
+    # load, more than the rest of an insert). The index is synced when a process closes
+    # it; until the last user has, a marker names the boot in which it was written. A
+    # process that dies loses nothing (its writes are in the page cache); a machine that
+    # stops may lose some, leaving an index LMDB might misread: that index is discarded.
+
+    def _marker(self) -> str:
+        return os.path.join(self.layout.index_dir, "unsynced")
+
+    def _marked_boot(self) -> str | None:
+        try:
+            with open(self._marker()) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def _written_before_a_crash(self) -> bool:
+        return self._marked_boot() not in (None, _boot_id())
+
+    def _mark_unsynced(self) -> None:
+        if self._marked_boot() == _boot_id():
+            return
+        fd = os.open(self._marker(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, _boot_id().encode())
+            os.fsync(fd)  # on disk before any unsynced commit
+        finally:
+            os.close(fd)
+
+    def _open_env(self) -> None:
+        try:
+            _preallocate(os.path.join(self.layout.index_dir, "lock.mdb"), LOCK_FILE_SIZE)
+        except OSError as e:
+            raise CacheUnavailable(f"cannot use cache directory {self.directory}: {e.strerror or e}") from e
+        try:
+            env = lmdb.open(self.layout.index_dir, map_size=MAP_SIZE, max_dbs=len(DBS), sync=False,
+                            lock=True, max_spare_txns=4)
+        except (lmdb.InvalidError, lmdb.CorruptedError, lmdb.VersionMismatchError) as e:
+            raise _Corrupt(str(e)) from None
+        except lmdb.Error as e:
+            raise CacheUnavailable(f"cannot open cache index in {self.layout.index_dir}: {e}") from None
+        try:
+            self._check_and_open_dbs(env)
+        except BaseException:
+            env.close()
+            raise
+        self.env = env
+
+    def _check_and_open_dbs(self, env: lmdb.Environment) -> None:
+        # LMDB trusts its file: reading a page past the end of a truncated one is SIGBUS.
+        need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        have = os.path.getsize(os.path.join(self.layout.index_dir, "data.mdb"))
+        if have < need:
+            raise _Corrupt(f"truncated to {have} of {need} bytes")
+        with env.begin() as txn:
+            names = [k for k, _ in txn.cursor()]
+        if not set(names) <= set(DBS):
+            raise _Corrupt("it holds databases datamonfs does not use")
+        try:
+            dbs = [env.open_db(name) for name in DBS]
+            with env.begin(write=True) as txn:
+                marker = txn.get(b"format", db=dbs[3])
+                if marker is None and not names:
+                    txn.put(b"format", FORMAT, db=dbs[3])
+                elif marker != FORMAT:
+                    raise _Corrupt(f"unknown format {marker!r}")
+        except (lmdb.IncompatibleError, lmdb.CorruptedError) as e:
+            raise _Corrupt(str(e)) from None
+        except lmdb.Error as e:
+            raise CacheUnavailable(f"cannot write cache index in {self.layout.index_dir}: {e}") from None
+        self.blocks_db, self.lru_db, self.meta_db, self.state_db = dbs
+
+    def counter(self, txn: lmdb.Transaction, name: bytes) -> int:
+        raw = txn.get(name, db=self.state_db)
+        return int.from_bytes(raw, "little") if raw else 0
+
+    def set_counter(self, txn: lmdb.Transaction, name: bytes, value: int) -> None:
+        txn.put(name, max(value, 0).to_bytes(8, "little"), db=self.state_db)
+
+    def add_counter(self, txn: lmdb.Transaction, name: bytes, delta: int) -> None:
+        if delta:
+            self.set_counter(txn, name, self.counter(txn, name) + delta)
+
+    def unwritable(self, err: object) -> None:
+        """A write to the cache failed (full disk...): warn once per process, carry on uncached."""
+        with self._warn_lock:
+            if self._warned:
+                return
+            self._warned = True
+        log.warning("cannot write to the cache in %s (%s); reading on without caching",
+                    self.directory, err)
+
+    def close(self) -> None:
+        if self.env is not None:
+            try:
+                self.env.sync(True)
+                synced = True
+            except lmdb.Error:
+                synced = False
+            self.env.close()
+            self.env = None
+            if synced and _try_flock(self._users_fd, fcntl.LOCK_EX):  # the last user
+                _unlink_quietly(self._marker())
+        for fd in (self._users_fd, self.fetch_fd):
+            if fd >= 0:
+                os.close(fd)  # releases this process's locks
+        self._users_fd = self.fetch_fd = -1
+
+
+def wipe(layout: Layout) -> None:
+    """Remove the index and every cached block (the caller holds users.lock exclusively)."""
+    for d in (layout.index_dir, layout.blocks_dir, layout.tmp_dir):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d, exist_ok=True)
+
+
+def clear_unused(directory: str) -> bool:
+    """Wipe a cache that no process has open, without reading its index (which may be
+    too damaged to open). False when another process has it open."""
+    layout = Layout(directory)
+    if not os.path.isdir(layout.directory):
+        return True
+    gate, users = layout.lock("open.lock"), layout.lock("users.lock")
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        if not _try_flock(users, fcntl.LOCK_EX):
+            return False
+        wipe(layout)
+        return True
+    finally:
+        os.close(users)
+        os.close(gate)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def _try_flock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _preallocate(path: str, size: int) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_size < size:
+            os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)

@@ -1,0 +1,69 @@
+"""Repair on open, done by a process that has the cache to itself.
+
+What a process killed at any point can leave behind, and what becomes of it:
+
+- a file in tmp/ (killed while writing a block): deleted;
+- a block file that no entry names (killed between the file's rename and the
+  index commit, or between an eviction's commit and the file's unlink): deleted;
+- an entry whose file is missing or has the wrong size (files are renamed into
+  place before their entry is committed, so only outside damage does this): dropped;
+- the lru database and the size counter: rebuilt from the entries.
+
+Block contents are not hashed here, which would read the whole cache: every
+read checks the block's xxh3 digest instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .index import CacheIndex, Record, log, lru_key
+
+
+def repair(index: CacheIndex) -> None:
+    layout = index.layout
+    temps = _remove_all(layout.tmp_dir, keep=set())
+    kept: set[str] = set()
+    dropped = 0
+    total = 0
+    with index.env.begin(write=True) as txn:
+        entries = list(txn.cursor(db=index.blocks_db))
+        txn.drop(index.lru_db, delete=False)
+        for key, raw in entries:
+            addr = key.decode("ascii", "replace")
+            rec = Record.unpack(raw)
+            if rec is None or _file_size(layout.block_path(addr, rec)) != rec.size:
+                txn.delete(key, db=index.blocks_db)
+                dropped += 1
+                continue
+            txn.put(lru_key(rec.used, key), b"", db=index.lru_db)
+            kept.add(rec.name(addr))
+            total += rec.size
+        index.set_counter(txn, b"size", total)
+    orphans = 0
+    for sub in os.listdir(layout.blocks_dir):
+        path = os.path.join(layout.blocks_dir, sub)
+        orphans += _remove_all(path, kept) if os.path.isdir(path) else _remove(path)
+    if temps or orphans or dropped:
+        log.info("cache %s repaired: %d temp files and %d unindexed blocks removed, %d entries "
+                 "without their file dropped", layout.directory, temps, orphans, dropped)
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
+def _remove_all(directory: str, keep: set[str]) -> int:
+    return sum(_remove(os.path.join(directory, name))
+               for name in os.listdir(directory) if name not in keep)
+
+
+def _remove(path: str) -> int:
+    try:
+        os.unlink(path)
+        return 1
+    except OSError:
+        return 0

@@ -1,0 +1,44 @@
+"""Warming the cache with a bundle, or with its files under a path prefix."""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator
+
+from ..core.model import FILE, Entry
+from ..core.repository import Repository
+from .reader import CachedChunkReader
+
+
+def files(repo: Repository, tree: str, prefix: str = "", rel: str = "") -> Iterator[tuple[str, Entry]]:
+    """The files whose path starts with `prefix`, entering only directories that can hold one."""
+    for entry in repo.trees.entries(tree):
+        path = rel + entry.name
+        if entry.tree:
+            sub = path + "/"
+            if sub.startswith(prefix) or prefix.startswith(sub):
+                yield from files(repo, entry.tree, prefix, sub)
+        elif entry.kind == FILE and path.startswith(prefix):
+            yield path, entry
+
+
+def warm(repo: Repository, reader: CachedChunkReader, tree: str, prefix: str = "",
+         progress: Callable[[int], None] | None = None, workers: int = 8) -> None:
+    """Fetch into the cache every chunk of the files under `prefix` not cached yet."""
+    pending: deque = deque()
+
+    def settle_oldest() -> None:
+        future, size = pending.popleft()
+        future.result()
+        if progress:
+            progress(size)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="datamonfs-warm") as pool:
+        for _, entry in files(repo, tree, prefix):
+            for addr, size in repo.trees.chunks(entry):
+                pending.append((pool.submit(reader.fill, addr, size), size))
+                if len(pending) >= 2 * workers:
+                    settle_oldest()
+        while pending:
+            settle_oldest()

@@ -1,0 +1,24 @@
+"""python -m datamonfs.daemon [--socket PATH] [--group NAME] [--ready-fd FD]
+
+The detached daemon that `datamonfs daemon start` (or an on-demand mount) runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .service import run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m datamonfs.daemon")
+    parser.add_argument("--socket", default=None)
+    parser.add_argument("--group", default=None)
+    parser.add_argument("--ready-fd", type=int, default=None)
+    args = parser.parse_args()
+    sys.exit(run(args.socket, args.group, foreground=False, ready_fd=args.ready_fd))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Checking a mountpoint before mounting, and unmounting with fusermount3."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+from ..errors import DatamonError, NotFound
+from ..fs import mountinfo
+
+FUSERMOUNT = "fusermount3"
+
+
+class MountpointError(DatamonError):
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+def normalize(path: str) -> str:
+    """An absolute path with its parent resolved, never stat-ing the path itself
+    (a dead or hung mount there would fail or block)."""
+    path = os.path.abspath(path)
+    parent, name = os.path.split(path)
+    return os.path.join(os.path.realpath(parent), name) if name else path
+
+
+def is_mounted(path: str) -> bool:
+    return mountinfo.find(path) is not None
+
+
+def check(path: str, uid: int) -> None:
+    """Blocking. Raises unless `path` is an empty directory with nothing mounted on it
+    that the requesting user `uid` owns (root may mount anywhere)."""
+    if is_mounted(path):
+        raise MountpointError(f"{path} is already a mount point; unmount it first "
+                              "(see 'datamonfs mounts')", "already_mounted")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NotFound(f"mountpoint {path} does not exist; create the directory first") from None
+    except OSError as e:
+        raise MountpointError(f"cannot use mountpoint {path}: {e.strerror}", "bad_mountpoint") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise MountpointError(f"mountpoint {path} is not a directory", "not_a_directory")
+    if uid != 0 and st.st_uid != uid:
+        raise MountpointError(f"mountpoint {path} is not yours; mount on a directory you own",
+                              "forbidden")
+    with os.scandir(path) as it:
+        if next(it, None) is not None:
+            raise MountpointError(f"mountpoint {path} is not empty; use an empty directory",
+                                  "not_empty")
+
+
+def fusermount(path: str, lazy: bool = False) -> tuple[bool, str]:
+    """Blocking `fusermount3 -u [-z] PATH`: (success, its error message)."""
+    args = [FUSERMOUNT, "-u"] + (["-z"] if lazy else []) + [path]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, str(e)
+    return proc.returncode == 0, " ".join(proc.stderr.split())
+
+
+def clear(path: str) -> tuple[bool, str]:
+    """Blocking: unmount whatever is mounted at `path`, lazily as a last resort."""
+    if not is_mounted(path):
+        return True, ""
+    ok, err = fusermount(path)
+    if ok or not is_mounted(path):
+        return True, ""
+    ok, err2 = fusermount(path, lazy=True)
+    return ok or not is_mounted(path), err2 or err

@@ -1,0 +1,154 @@
+"""A mount worker: one process, one pyfuse3 session, one mount.
+
+pyfuse3 keeps a single FUSE session per process, so the supervisor starts a
+worker per mount. A worker starts idle (imports done, so a mount is quick),
+waits for its mount request on a private socket, mounts, says "ready", and
+serves until the file system is unmounted. It answers stats requests on the
+same socket. If the supervisor goes away the worker stops serving without
+unmounting: a dead mount (ENOTCONN) is safer than one that silently turns into
+the empty directory below it, where a program could write results that vanish.
+
+Run as: python -m datamonfs.daemon.worker CHANNEL_FD
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+
+import pyfuse3
+import trio
+
+from ..core import config
+from ..errors import DatamonError
+from ..cache import FileReader, cached_repository
+from ..fs.mountinfo import set_read_ahead
+from ..fs.readonly import MountInfo, ReadOnlyFS
+from . import protocol
+
+log = logging.getLogger("datamonfs.worker")
+
+READ_AHEAD_KB = int(os.environ.get("DATAMONFS_READ_AHEAD_KB", "1024"))
+
+
+def prepare(req: dict) -> ReadOnlyFS:
+    """Blocking: open the store and cache, resolve the ref once, build the file system."""
+    cfg = config.load()
+    repo, reader = cached_repository(cfg)
+    bundle = repo.resolve(req["ref"])
+    info = MountInfo(ref=req["ref"], uid=int(req.get("uid", os.getuid())),
+                     gid=int(req.get("gid", os.getgid())))
+    return ReadOnlyFS(repo, reader, bundle, info, FileReader)
+
+
+def mount_options(fs: ReadOnlyFS) -> set[str]:
+    opts = {"ro", "default_permissions", "subtype=datamonfs",
+            f"fsname=datamonfs:{fs.bundle.repo}@{fs.bundle.id[:12]}"}
+    if os.geteuid() == 0:
+        opts.add("allow_other")  # a per-host daemon mounts for other users and pods
+    return opts
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Worker:
+    def __init__(self, chan: protocol.LineStream):
+        self.chan = chan
+        self.fs: ReadOnlyFS | None = None
+        self.unmount_on_exit = True
+
+    async def run(self) -> int:
+        await self.chan.send({"event": "idle", "pid": os.getpid()})
+        req = await self.chan.receive()
+        if req is None or req.get("op") != "mount":
+            return 0  # supervisor gone before it needed us
+        mountpoint = req["mountpoint"]
+        try:
+            self.fs = await trio.to_thread.run_sync(prepare, req)
+            pyfuse3.init(self.fs, mountpoint, mount_options(self.fs))
+        except DatamonError as e:
+            await self.chan.send({"event": "failed", "error": {"code": e.code, "message": str(e)}})
+            return 1
+        except Exception as e:  # pyfuse3 reports mount failures as RuntimeError
+            log.exception("mount of %s at %s failed", req.get("ref"), mountpoint)
+            await self.chan.send({"event": "failed", "error": {
+                "code": "mount_failed", "message": f"cannot mount at {mountpoint}: {e}"}})
+            return 1
+        ra = os.geteuid() == 0 and set_read_ahead(mountpoint, READ_AHEAD_KB)
+        b = self.fs.bundle
+        log.info("mounted %s (bundle %s) at %s%s", req["ref"], b.id, mountpoint,
+                 f", read-ahead {READ_AHEAD_KB} KiB" if ra else "")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._channel, nursery.cancel_scope)
+                nursery.start_soon(self._signals)
+                await self.chan.send({"event": "ready", "pid": os.getpid(), "bundle": b.id,
+                                      "repo": b.repo, "files": b.files, "bytes": b.bytes})
+                await pyfuse3.main(min_tasks=2, max_tasks=64)
+                nursery.cancel_scope.cancel()
+        finally:
+            # Unmounted from outside: nothing left to unmount. Supervisor gone: leave it dead.
+            pyfuse3.close(unmount=self.unmount_on_exit)
+        log.info("stopped serving %s", mountpoint)
+        return 0
+
+    async def _channel(self, cancel_scope: trio.CancelScope) -> None:
+        while True:
+            try:
+                req = await self.chan.receive()
+            except (protocol.ProtocolError, protocol.LineTooLong):
+                continue
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                req = None
+            if req is None:
+                log.warning("supervisor gone: stopping without unmounting")
+                self.unmount_on_exit = False
+                pyfuse3.terminate()
+                return
+            rid = protocol.request_id(req)
+            if req.get("op") == "stats":
+                await self.chan.send(protocol.ok(rid, stats=self.stats()))
+            elif req.get("op") == "stop":
+                await self.chan.send(protocol.ok(rid))
+                pyfuse3.terminate()
+            else:
+                await self.chan.send(protocol.error(rid, "unknown_op", "unknown worker op"))
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                log.info("SIGTERM: unmounting")
+                pyfuse3.terminate()
+                return
+
+    def stats(self) -> dict:
+        fs = self.fs
+        return {**fs.stats, "rss": rss_bytes(), "directories": len(fs.inodes),
+                "pages_cached": len(fs.pages), "open_files": fs.open_files()}
+
+
+async def _main(fd: int) -> int:
+    sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
+    chan = protocol.LineStream(trio.SocketStream(sock))
+    return await Worker(chan).run()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(message)s")
+    sys.exit(trio.run(_main, int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The supervisor's handle on a mount worker process: spawn, mount, ask, stop."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import trio
+
+from ..errors import DatamonError
+from . import protocol
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 30.0
+MOUNT_TIMEOUT = float(os.environ.get("DATAMONFS_MOUNT_TIMEOUT", "120"))
+
+
+class WorkerError(DatamonError):
+    def __init__(self, message: str, code: str = "mount_failed"):
+        super().__init__(message)
+        self.code = code
+
+
+class WorkerProcess:
+    def __init__(self, proc: trio.Process, chan: protocol.LineStream):
+        self.proc = proc
+        self.chan = chan
+        self.pid = proc.pid
+        self._lock = trio.Lock()
+        self._ids = itertools.count(1)
+        self.exited = trio.Event()
+        self.returncode: int | None = None
+
+    @classmethod
+    async def spawn(cls, log_fd: int | None) -> "WorkerProcess":
+        """Start a worker and wait until it is idle (imports done)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "datamonfs.daemon.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=log_fd, stderr=log_fd, start_new_session=True)
+        finally:
+            theirs.close()
+        chan = protocol.LineStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+        worker = cls(proc, chan)
+        ok = False
+        try:
+            with trio.move_on_after(START_TIMEOUT):
+                msg = await chan.receive()
+                ok = bool(msg) and msg.get("event") == "idle"
+        finally:
+            if not ok:  # also when cancelled: never leave a worker behind
+                with trio.CancelScope(shield=True):
+                    await worker.kill()
+        if ok:
+            return worker
+        raise WorkerError("a mount worker failed to start; see the daemon log", "internal")
+
+    async def mount(self, request: dict) -> dict:
+        """Ask the idle worker to mount; its 'ready' message, or the error it reports."""
+        async with self._lock:
+            await self.chan.send({"op": "mount", **request})
+            with trio.move_on_after(MOUNT_TIMEOUT):
+                msg = await self.chan.receive()
+                if msg is None:
+                    raise WorkerError("the mount worker exited while mounting; see the daemon log")
+                if msg.get("event") == "ready":
+                    return msg
+                err = msg.get("error") or {}
+                raise WorkerError(err.get("message", "mount failed"), err.get("code", "mount_failed"))
+        raise WorkerError(f"mounting took longer than {MOUNT_TIMEOUT:.0f}s", "unavailable")
+
+    async def ask(self, op: str, timeout: float = 5.0) -> dict | None:
+        """One request on the private channel; None when the worker does not answer."""
+        async with self._lock:
+            rid = next(self._ids)
+            try:
+                with trio.move_on_after(timeout):
+                    await self.chan.send({"id": rid, "op": op})
+                    while True:
+                        msg = await self.chan.receive()
+                        if msg is None:
+                            return None
+                        if msg.get("id") == rid:
+                            return msg
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return None
+        return None
+
+    async def wait(self) -> int:
+        code = await self.proc.wait()
+        self.returncode = code
+        self.exited.set()
+        await self.chan.stream.aclose()
+        return code
+
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    def signal(self, sig: int) -> None:
+        if self.proc.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM (the worker unmounts and exits), then SIGKILL after `grace` seconds."""
+        self.signal(signal.SIGTERM)
+        with trio.move_on_after(grace):
+            await self.proc.wait()
+            return
+        await self.kill()
+
+    async def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        await self.proc.wait()
+        await self.chan.stream.aclose()
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker killed by signal {-code}"
+    return f"worker exited with status {code}"
