@@ -21,5 +21,16 @@ step datamonfs bundle list imagery
 step datamonfs bundle diff imagery:v1 imagery:v2
 step datamonfs bundle download imagery:v1 "$home/copy"
 cmp "$home/copy/mosaic.raw" "$home/tiles/mosaic.raw" && echo "mosaic.raw downloaded intact"
+
+# Mount v1 lazily (the daemon starts on demand) and read from it.
+mkdir -p "$home/mnt"
+trap 'datamonfs unmount "$home/mnt" >/dev/null 2>&1 || true; datamonfs daemon stop >/dev/null 2>&1 || true' EXIT
+step datamonfs mount imagery:v1 "$home/mnt"
+step datamonfs mounts
+step ls -l "$home/mnt" "$home/mnt/tiles" | head -12
+cmp "$home/mnt/mosaic.raw" "$home/tiles/mosaic.raw" && echo "mosaic.raw read through the mount intact"
+step head -3 "$home/mnt/index.csv"
+step datamonfs unmount "$home/mnt"
+step datamonfs daemon stop
 echo
 echo "demo done: everything lives under $home"
