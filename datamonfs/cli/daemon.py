@@ -1,4 +1,4 @@
-"""datamonfs daemon start|stop|status, mount, unmount, mounts"""
+"""datamonfs daemon start|stop|status, mount, unmount, mounts (commit, status: cli/writable.py)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from ..daemon.mountpoints import normalize
 from ..daemon.paths import paths_for
 from ..daemon.service import run, start_background
 from ..errors import DatamonError
-from .common import emit_json, info, iso_time, json_option
+from . import writable
+from .common import emit_json, info, iso_time, json_option, load_config
 
 socket_option = click.option(
     "--socket", "socket_path", default=None, metavar="PATH",
@@ -78,48 +79,91 @@ def status(socket_path: str | None, as_json: bool) -> None:
                    f"{w.get('errors', 0)} errors")
 
 
-@click.command("mount", short_help="Mount a bundle read-only.")
+@click.command("mount", short_help="Mount a bundle read-only, or a branch writable.")
 @click.argument("ref")
 @click.argument("mountpoint")
+@click.option("--rw", is_flag=True,
+              help="Writable: REF is REPO:BRANCH (REPO alone: main); 'datamonfs commit' makes "
+                   "the staged changes a bundle on that branch.")
+@click.option("--new", is_flag=True, help="With --rw: start from an empty tree; REF is REPO and "
+                                          "--branch names the branch to create.")
+@click.option("--branch", default=None, metavar="NAME", help="With --rw --new: the new branch.")
 @socket_option
-def mount(ref: str, mountpoint: str, socket_path: str | None) -> None:
+def mount(ref: str, mountpoint: str, rw: bool, new: bool, branch: str | None,
+          socket_path: str | None) -> None:
     """Mount bundle REF (REPO:REF) read-only at MOUNTPOINT, an empty directory.
 
     The ref is resolved once, now: the mount shows that bundle until unmounted.
     Starts the daemon when none runs. The last line printed is the bundle id.
+
+    With --rw the head of branch REPO:BRANCH is mounted writable: changes are staged
+    (crash-safe) in the daemon's state directory until 'datamonfs commit' or 'datamonfs
+    unmount' commits them. A writable mount left by a crash is resumed by mounting
+    the same branch at the same mountpoint again.
     """
+    if (new or branch) and not rw:
+        raise click.UsageError("--new and --branch go with --rw")
+    if new != bool(branch):
+        raise click.UsageError("--new takes --branch NAME (an existing branch: mount REPO:BRANCH)")
     mp = normalize(mountpoint)
     client, started = ensure_daemon(socket_path)
     if started:
         info(f"started the datamonfs daemon (pid {started}); log: {client.paths.log}")
+    fields = {"rw": True, "new": new, "branch": branch} if rw else {}
     with client:
-        m = client.call("mount", timeout=300, ref=ref, mountpoint=mp)["mount"]
-    info(f"mounted {ref} (bundle {m['bundle'][:12]}) at {mp}")
-    click.echo(m["bundle"])
+        m = client.call("mount", timeout=300, ref=ref, mountpoint=mp, **fields)["mount"]
+    if rw:
+        info(f"mounted {m['repo']}:{m['branch']} writable (bundle {m['bundle'][:12] or 'none'}) "
+             f"at {mp}")
+    else:
+        info(f"mounted {ref} (bundle {m['bundle'][:12]}) at {mp}")
+    if m["bundle"]:
+        click.echo(m["bundle"])
 
 
 @click.command("unmount", short_help="Unmount a mount (also a dead one).")
 @click.argument("mountpoint")
+@click.option("--discard", is_flag=True,
+              help="Writable mounts: drop what is staged instead of committing it.")
 @socket_option
-def unmount(mountpoint: str, socket_path: str | None) -> None:
-    """Unmount MOUNTPOINT. Also clears a mount left dead by a daemon that died."""
+def unmount(mountpoint: str, discard: bool, socket_path: str | None) -> None:
+    """Unmount MOUNTPOINT. Also clears a mount left dead by a daemon that died.
+
+    A writable mount commits what it has staged first (config commit_on_unmount = true,
+    the default; with false, unmount refuses while changes are staged), unless
+    --discard drops them. The commit's bundle id is then the last line printed.
+    """
     mp = normalize(mountpoint)
+    cfg = load_config()
     client = Client(socket_path)
     try:
         client.connect()
     except DaemonUnavailable as e:
-        try:
-            offline.clear(client.paths, mp)
-        except offline.DaemonBusy:
-            raise DaemonUnavailable(f"the datamonfs daemon on {client.paths.socket} does not "
-                                    "answer") from None
-        except DatamonError as missing:
-            raise type(e)(f"{missing}") from None
-        info(f"cleared the dead mount at {mp}")
-        return
+        kept = offline.record(client.paths, mp)
+        if kept is not None and kept.mode == "rw" and not discard:
+            client = writable._client(socket_path)  # committing needs a daemon
+        else:
+            _clear_offline(client, mp, e)
+            return
+    fields: dict = {"discard": True} if discard else {"commit": cfg.commit_on_unmount}
+    if not discard and cfg.name and cfg.email:
+        fields["author"] = {"name": cfg.name, "email": cfg.email}
     with client:
-        client.call("unmount", timeout=120, mountpoint=mp)
-    info(f"unmounted {mp}")
+        r = client.call("unmount", timeout=writable.COMMIT_TIMEOUT, mountpoint=mp, **fields)
+    if r.get("commit"):
+        writable.report_commit(r["commit"], mp)
+    info(f"unmounted {mp}" + (" (staged changes discarded)" if discard else ""))
+
+
+def _clear_offline(client: Client, mp: str, e: DaemonUnavailable) -> None:
+    try:
+        offline.clear(client.paths, mp)
+    except offline.DaemonBusy:
+        raise DaemonUnavailable(f"the datamonfs daemon on {client.paths.socket} does not "
+                                "answer") from None
+    except DatamonError as missing:
+        raise type(e)(f"{missing}") from None
+    info(f"cleared the dead mount at {mp}")
 
 
 @click.command("mounts", short_help="List mounts and their state.")
@@ -139,8 +183,9 @@ def mounts(socket_path: str | None, as_json: bool) -> None:
     for r in records:
         since = iso_time(int(r["since"] * 1e9))
         state = r["state"] + (f" ({r['reason']})" if r.get("reason") else "")
-        click.echo(f"{r['mountpoint']}\t{r['ref']}\t{r['bundle']}\t{state}\t{since}")
+        ref = r["ref"] + (" (rw)" if r.get("mode") == "rw" else "")
+        click.echo(f"{r['mountpoint']}\t{ref}\t{r['bundle']}\t{state}\t{since}")
 
 
 # Top-level commands this module adds to `datamonfs` besides the `daemon` group.
-commands: list[click.Command] = [daemon, mount, unmount, mounts]
+commands: list[click.Command] = [daemon, mount, unmount, mounts, *writable.commands]

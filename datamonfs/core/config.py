@@ -18,7 +18,8 @@ from ..errors import ConfigError
 from .chunks import MAX_CHUNK
 from .repository import Author
 
-KEYS = {"name": str, "email": str, "store": str, "cache_dir": str, "cache_size": int}
+KEYS = {"name": str, "email": str, "store": str, "cache_dir": str, "cache_size": int,
+        "commit_on_unmount": bool}
 
 
 def _xdg(var: str, fallback: str) -> str:
@@ -61,6 +62,7 @@ class Config:
     store: str = ""
     cache_dir: str = ""
     cache_size: int | None = None
+    commit_on_unmount: bool = True  # unmount of a writable mount commits what is staged
     path: str = ""
     exists: bool = False
 
@@ -96,7 +98,9 @@ def load() -> Config:
     if size is not None:
         check_cache_size(size, f"config {path}: cache_size")
     return Config(name=values.get("name"), email=values.get("email"), store=store,
-                  cache_dir=os.path.expanduser(cache), cache_size=size, path=path, exists=exists)
+                  cache_dir=os.path.expanduser(cache), cache_size=size,
+                  commit_on_unmount=values.get("commit_on_unmount", True), path=path,
+                  exists=exists)
 
 
 def save(values: dict) -> str:

@@ -9,7 +9,7 @@ start and write it meanwhile.
 from __future__ import annotations
 
 from ..errors import NotFound
-from . import mountpoints, registry
+from . import mountpoints, overlays, registry
 from .lock import DaemonLock
 from .paths import DaemonPaths
 from .registry import STALE, MountRecord
@@ -19,17 +19,29 @@ class DaemonBusy(Exception):
     """The lock is held, yet the socket does not answer: a daemon starting or stuck."""
 
 
+def _kept(r: MountRecord) -> bool:
+    """A writable mount's overlay outlives its mount until committed or discarded."""
+    return r.mode == "rw" and bool(r.overlay) and overlays.exists(r.overlay)
+
+
 def stale_mounts(paths: DaemonPaths) -> list[MountRecord]:
-    """The dead mounts a daemon left (those still in the mount table)."""
-    records = [r for r in registry.load(paths.registry) if mountpoints.is_mounted(r.mountpoint)]
+    """The dead mounts a daemon left (those still in the mount table, and writable
+    ones whose staged changes are kept)."""
+    records = [r for r in registry.load(paths.registry)
+               if mountpoints.is_mounted(r.mountpoint) or _kept(r)]
     for r in records:
         if r.state != STALE:
             r.state, r.reason = STALE, "its daemon is not running"
     return records
 
 
+def record(paths: DaemonPaths, mountpoint: str) -> MountRecord | None:
+    return next((r for r in registry.load(paths.registry) if r.mountpoint == mountpoint), None)
+
+
 def clear(paths: DaemonPaths, mountpoint: str) -> MountRecord:
-    """Unmount a dead mount the registry knows and forget it."""
+    """Unmount a dead mount the registry knows and forget it (a writable mount's staged
+    changes too: the CLI comes here for those only with --discard)."""
     lock = DaemonLock(paths.lock)
     if not lock.try_acquire(write_pid=False):
         raise DaemonBusy()
@@ -42,6 +54,8 @@ def clear(paths: DaemonPaths, mountpoint: str) -> MountRecord:
         ok, err = mountpoints.clear(mountpoint)
         if not ok:
             raise NotFound(f"cannot unmount {mountpoint}: {err}")
+        if _kept(found[0]):
+            overlays.discard(found[0].overlay)
         registry.save(paths.registry, [r for r in records if r.mountpoint != mountpoint])
         return found[0]
     finally:

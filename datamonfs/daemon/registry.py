@@ -29,9 +29,11 @@ class MountRecord:
     worker_pid: int
     daemon_pid: int
     since: float
-    mode: str = "ro"
+    mode: str = "ro"  # "rw": a writable mount of `branch`, staging in `overlay`
     state: str = MOUNTED
     reason: str = ""
+    branch: str = ""
+    overlay: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)

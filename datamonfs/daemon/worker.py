@@ -23,10 +23,13 @@ import pyfuse3
 import trio
 
 from ..core import config
+from ..core.repository import Author
 from ..errors import DatamonError
 from ..cache import FileReader, cached_repository
+from ..fs import writable
 from ..fs.mountinfo import set_read_ahead
 from ..fs.readonly import MountInfo, ReadOnlyFS
+from ..fs.writable_session import WritableRequest, WritableSession
 from . import protocol
 
 log = logging.getLogger("datamonfs.worker")
@@ -42,6 +45,15 @@ def prepare(req: dict) -> ReadOnlyFS:
     info = MountInfo(ref=req["ref"], uid=int(req.get("uid", os.getuid())),
                      gid=int(req.get("gid", os.getgid())))
     return ReadOnlyFS(repo, reader, bundle, info, FileReader)
+
+
+def prepare_writable(req: dict) -> WritableSession:
+    """Blocking: open the store and cache, and the mount's overlay (resumed if it exists)."""
+    repo, reader = cached_repository(config.load())
+    return WritableSession.open(repo, reader, WritableRequest(
+        repo=req["repo"], branch=req["branch"], new=bool(req.get("new")), overlay=req["overlay"],
+        mountpoint=req["mountpoint"], uid=int(req.get("uid", os.getuid())),
+        gid=int(req.get("gid", os.getgid()))))
 
 
 def mount_options(fs: ReadOnlyFS) -> set[str]:
@@ -64,6 +76,7 @@ class Worker:
     def __init__(self, chan: protocol.LineStream):
         self.chan = chan
         self.fs: ReadOnlyFS | None = None
+        self.session: WritableSession | None = None  # writable mounts
         self.unmount_on_exit = True
 
     async def run(self) -> int:
@@ -73,9 +86,15 @@ class Worker:
             return 0  # supervisor gone before it needed us
         mountpoint = req["mountpoint"]
         try:
-            self.fs = await trio.to_thread.run_sync(prepare, req)
-            pyfuse3.init(self.fs, mountpoint, mount_options(self.fs))
+            if req.get("rw"):
+                self.session = await trio.to_thread.run_sync(prepare_writable, req)
+                pyfuse3.init(self.session.fs, mountpoint, writable.mount_options(self.session.fs))
+            else:
+                self.fs = await trio.to_thread.run_sync(prepare, req)
+                pyfuse3.init(self.fs, mountpoint, mount_options(self.fs))
         except DatamonError as e:
+            if self.session is not None:
+                self.session.close()
             await self.chan.send({"event": "failed", "error": {"code": e.code, "message": str(e)}})
             return 1
         except Exception as e:  # pyfuse3 reports mount failures as RuntimeError
@@ -84,20 +103,28 @@ class Worker:
                 "code": "mount_failed", "message": f"cannot mount at {mountpoint}: {e}"}})
             return 1
         ra = os.geteuid() == 0 and set_read_ahead(mountpoint, READ_AHEAD_KB)
-        b = self.fs.bundle
-        log.info("mounted %s (bundle %s) at %s%s", req["ref"], b.id, mountpoint,
-                 f", read-ahead {READ_AHEAD_KB} KiB" if ra else "")
+        if self.session is not None:
+            ready = await trio.to_thread.run_sync(self.session.ready)
+            log.info("mounted %s:%s writable (bundle %s) at %s%s", ready["repo"], ready["branch"],
+                     ready["bundle"] or "none", mountpoint,
+                     f"; finished commit {ready['recovered']}" if ready["recovered"] else "")
+        else:
+            b = self.fs.bundle
+            ready = {"bundle": b.id, "repo": b.repo, "files": b.files, "bytes": b.bytes}
+            log.info("mounted %s (bundle %s) at %s%s", req["ref"], b.id, mountpoint,
+                     f", read-ahead {READ_AHEAD_KB} KiB" if ra else "")
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._channel, nursery.cancel_scope)
                 nursery.start_soon(self._signals)
-                await self.chan.send({"event": "ready", "pid": os.getpid(), "bundle": b.id,
-                                      "repo": b.repo, "files": b.files, "bytes": b.bytes})
+                await self.chan.send({"event": "ready", "pid": os.getpid(), **ready})
                 await pyfuse3.main(min_tasks=2, max_tasks=64)
                 nursery.cancel_scope.cancel()
         finally:
             # Unmounted from outside: nothing left to unmount. Supervisor gone: leave it dead.
             pyfuse3.close(unmount=self.unmount_on_exit)
+            if self.session is not None:
+                self.session.close()  # everything staged is in its database already
         log.info("stopped serving %s", mountpoint)
         return 0
 
@@ -120,8 +147,23 @@ class Worker:
             elif req.get("op") == "stop":
                 await self.chan.send(protocol.ok(rid))
                 pyfuse3.terminate()
+            elif req.get("op") in ("commit", "status") and self.session is not None:
+                await self.chan.send(await self._writable_op(rid, req))
             else:
                 await self.chan.send(protocol.error(rid, "unknown_op", "unknown worker op"))
+
+    async def _writable_op(self, rid, req: dict) -> dict:
+        try:
+            if req["op"] == "commit":
+                author = req["author"]
+                return protocol.ok(rid, **await self.session.commit(
+                    req["message"], Author(author["name"], author["email"]), req.get("label")))
+            return protocol.ok(rid, **await self.session.status(int(req.get("limit", 1000))))
+        except DatamonError as e:
+            return protocol.error_from(rid, e)
+        except Exception as e:
+            log.exception("%s failed", req["op"])
+            return protocol.error(rid, "internal", f"{req['op']} failed: {type(e).__name__}: {e}")
 
     async def _signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
@@ -131,6 +173,8 @@ class Worker:
                 return
 
     def stats(self) -> dict:
+        if self.session is not None:
+            return {**self.session.stats(), "rss": rss_bytes()}
         fs = self.fs
         return {**fs.stats, "rss": rss_bytes(), "directories": len(fs.inodes),
                 "pages_cached": len(fs.pages), "open_files": fs.open_files()}

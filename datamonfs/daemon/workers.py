@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
 MOUNT_TIMEOUT = float(os.environ.get("DATAMONFS_MOUNT_TIMEOUT", "120"))
+WORKER_LINE = 16 << 20
 
 
 class WorkerError(DatamonError):
@@ -48,7 +49,9 @@ class WorkerProcess:
                 stdout=log_fd, stderr=log_fd, start_new_session=True)
         finally:
             theirs.close()
-        chan = protocol.LineStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+        # Replies of a writable mount's status list up to thousands of paths.
+        chan = protocol.LineStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
+                                   limit=WORKER_LINE)
         worker = cls(proc, chan)
         ok = False
         try:
@@ -77,13 +80,13 @@ class WorkerProcess:
                 raise WorkerError(err.get("message", "mount failed"), err.get("code", "mount_failed"))
         raise WorkerError(f"mounting took longer than {MOUNT_TIMEOUT:.0f}s", "unavailable")
 
-    async def ask(self, op: str, timeout: float = 5.0) -> dict | None:
+    async def ask(self, op: str, timeout: float = 5.0, **fields) -> dict | None:
         """One request on the private channel; None when the worker does not answer."""
         async with self._lock:
             rid = next(self._ids)
             try:
                 with trio.move_on_after(timeout):
-                    await self.chan.send({"id": rid, "op": op})
+                    await self.chan.send({"id": rid, "op": op, **fields})
                     while True:
                         msg = await self.chan.receive()
                         if msg is None:

@@ -1,0 +1,92 @@
+"""datamonfs commit, status: the staged changes of writable mounts (`mount --rw`)."""
+
+from __future__ import annotations
+
+import click
+
+from ..daemon.client import ensure_daemon
+from ..daemon.mountpoints import normalize
+from ..daemon.supervisor import COMMIT_TIMEOUT
+from .common import emit_json, human_size, info, json_option, load_config
+
+socket_option = click.option(
+    "--socket", "socket_path", default=None, metavar="PATH",
+    help="The daemon's control socket (default: $DATAMONFS_SOCKET, else "
+         "$XDG_RUNTIME_DIR/datamonfs/daemon.sock, else /run/datamonfs/daemon.sock for root).")
+
+
+def _client(socket_path: str | None):
+    # A writable mount left by a daemon that died is resumed by the next one: start it.
+    client, started = ensure_daemon(socket_path)
+    if started:
+        info(f"started the datamonfs daemon (pid {started}); log: {client.paths.log}")
+    return client
+
+
+def report_commit(r: dict, mp: str) -> None:
+    """What a commit did, on stderr; its bundle id (or the unchanged one) on stdout."""
+    where = f"{r.get('repo', '')}:{r['branch']}"
+    if r["bundle"] is None:
+        info(f"nothing to commit: {mp} shows {where} (bundle "
+             f"{(r['parent'] or 'none')[:12]}) unchanged")
+        if r["parent"]:
+            click.echo(r["parent"])
+        return
+    s = r["stats"]
+    info(f"committed bundle {r['bundle'][:12]} on {where}: {s['chunks_uploaded']} chunk(s) "
+         f"uploaded ({human_size(s['bytes_uploaded'])}), {s['chunks_reused']} reused")
+    if r["forked"]:
+        info(f"note: branch {r['branch']} had moved to {r['head_before'][:12]} since this mount's "
+             f"bundle {(r['parent'] or 'none')[:12]}; the head is now {r['bundle'][:12]} and "
+             f"'datamonfs branch log {where}' keeps both")
+    click.echo(r["bundle"])
+
+
+@click.command("commit", short_help="Commit a writable mount's staged changes as a bundle.")
+@click.argument("mountpoint")
+@click.option("-m", "--message", required=True, help="The bundle's message.")
+@click.option("--label", default=None, metavar="NAME", help="Also set this label to the bundle.")
+@socket_option
+def commit(mountpoint: str, message: str, label: str | None, socket_path: str | None) -> None:
+    """Turn what MOUNTPOINT (a `mount --rw`) has staged into a new bundle on its branch,
+    whose parent is the bundle it shows; the mount then shows the new bundle.
+
+    Only what changed is chunked and uploaded. With nothing staged no bundle is made
+    (exit 0). The last line printed is the bundle id (the unchanged one when nothing
+    was staged). When the branch moved since the mount's bundle (another writable
+    mount committed), a note says so: both bundles stay in the branch log.
+    """
+    mp = normalize(mountpoint)
+    author = load_config().author
+    with _client(socket_path) as client:
+        r = client.call("commit", timeout=COMMIT_TIMEOUT, mountpoint=mp, message=message,
+                        label=label, author={"name": author.name, "email": author.email})
+    report_commit(r, mp)
+
+
+@click.command("status", short_help="List the staged changes of a writable mount.")
+@click.argument("mountpoint")
+@click.option("--limit", default=1000, show_default=True, metavar="N",
+              help="List at most N changes (the counts cover them all).")
+@socket_option
+@json_option
+def status(mountpoint: str, limit: int, socket_path: str | None, as_json: bool) -> None:
+    """List what MOUNTPOINT (a `mount --rw`) has staged since its bundle: paths added,
+    modified or deleted. A directory added or deleted whole is one line ending in "/"
+    (plus, when added, what was put in it); a moved entry is deleted at its old path
+    and added at its new one."""
+    mp = normalize(mountpoint)
+    with _client(socket_path) as client:
+        r = client.call("status", mountpoint=mp, limit=limit)
+    if as_json:
+        emit_json(r["changes"])
+    else:
+        for c in r["changes"]:
+            click.echo(f"{c['change']:<9} {c['path']}")
+    n = r["counts"]
+    more = f" ({r['total'] - len(r['changes'])} not listed)" if r["truncated"] else ""
+    info(f"{n['added']} added, {n['modified']} modified, {n['deleted']} deleted on "
+         f"{r['repo']}:{r['branch']} (bundle {(r['bundle'] or 'none')[:12]}){more}")
+
+
+commands: list[click.Command] = [commit, status]

@@ -1,0 +1,55 @@
+"""Where the daemon keeps the overlays of writable mounts, and finding them again.
+
+One overlay per mountpoint, in STATE/overlays/<hash of the mountpoint>/ (see
+fs/overlay.py). The overlay records its own mountpoint, repo, branch and bundle,
+so a daemon that starts after a crash finds every overlay by listing this
+directory, even one its mount registry no longer names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+
+from ..fs.overlay import OverlayInfo, read_info
+from ..fs.overlay_db import FsError
+from .paths import DaemonPaths
+
+log = logging.getLogger(__name__)
+
+
+def root(paths: DaemonPaths) -> str:
+    return os.path.join(paths.state, "overlays")
+
+
+def overlay_dir(paths: DaemonPaths, mountpoint: str) -> str:
+    return os.path.join(root(paths), hashlib.sha256(mountpoint.encode()).hexdigest()[:16])
+
+
+def exists(directory: str) -> bool:
+    return os.path.exists(os.path.join(directory, "overlay.db"))
+
+
+def scan(paths: DaemonPaths) -> list[tuple[str, OverlayInfo]]:
+    """Blocking: every overlay in the state directory, with what it is staged on."""
+    found = []
+    try:
+        names = sorted(os.listdir(root(paths)))
+    except FileNotFoundError:
+        return []
+    for name in names:
+        directory = os.path.join(root(paths), name)
+        if not exists(directory):
+            continue
+        try:
+            found.append((directory, read_info(directory)))
+        except FsError as e:
+            log.warning("ignoring unreadable overlay %s: %s", directory, e)
+    return found
+
+
+def discard(directory: str) -> None:
+    """Blocking: delete an overlay and everything staged in it."""
+    shutil.rmtree(directory, ignore_errors=True)

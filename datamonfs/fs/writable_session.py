@@ -1,0 +1,118 @@
+"""A writable mount's life in one process: open (or resume) its overlay, serve it,
+commit it, report what is staged. The mount worker (and the test harness) use it
+so that none of them repeats these rules.
+
+Blocking parts run in threads; `commit` closes the file system's write gate, so
+writers wait while it runs and readers do not.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import trio
+
+from ..cache import FileReader
+from ..core.chunks import ChunkReader
+from ..core.repository import BRANCH, Author, Repository
+from ..errors import AlreadyExists, NotFound
+from .overlay import DB_NAME, Overlay, OverlayInfo
+from .overlay_changes import status
+from .overlay_commit import commit_overlay, open_overlay
+from .writable import WritableFS
+
+STATUS_LIMIT = 1000  # changes listed in one reply; the counts cover them all
+
+
+@dataclass(frozen=True)
+class WritableRequest:
+    repo: str
+    branch: str
+    new: bool  # start from an empty tree (the branch must not exist yet)
+    overlay: str  # the overlay's directory
+    mountpoint: str
+    uid: int
+    gid: int
+
+
+def _new_info(repo: Repository, req: WritableRequest) -> OverlayInfo:
+    repo.get_repo(req.repo)
+    head = repo.ref_head(req.repo, BRANCH, req.branch)
+    if req.new:
+        if head is not None:
+            raise AlreadyExists(f"branch {req.branch!r} of {req.repo!r} exists already; mount it "
+                                f"with 'datamonfs mount --rw {req.repo}:{req.branch} MOUNTPOINT'")
+        return OverlayInfo(req.repo, req.branch, "", "", req.mountpoint, time.time(),
+                           time.time_ns(), req.uid)
+    if head is None:
+        raise NotFound(f"no branch {req.branch!r} in repo {req.repo!r}; start one with "
+                       f"'datamonfs mount --rw --new {req.repo} MOUNTPOINT --branch {req.branch}'")
+    bundle = repo.get_bundle(req.repo, head.bundle)
+    return OverlayInfo(req.repo, req.branch, bundle.id, bundle.tree, req.mountpoint, time.time(),
+                       bundle.time, req.uid)
+
+
+class WritableSession:
+    def __init__(self, repo: Repository, ov: Overlay, fs: WritableFS, recovered: str | None):
+        self.repo = repo
+        self.ov = ov
+        self.fs = fs
+        self.recovered = recovered  # a commit a crash interrupted, finished on opening
+
+    @classmethod
+    def open(cls, repo: Repository, reader: ChunkReader, req: WritableRequest) -> "WritableSession":
+        """Blocking: resume the overlay in req.overlay, or start one on the branch."""
+        exists = os.path.exists(os.path.join(req.overlay, DB_NAME))
+        info = None if exists else _new_info(repo, req)
+        ov, finished = open_overlay(req.overlay, repo, lambda chunks: FileReader(reader, chunks),
+                                    info)
+        if (ov.info.repo, ov.info.branch) != (req.repo, req.branch):
+            ov.close()
+            raise AlreadyExists(
+                f"{req.mountpoint} has staged changes for {ov.info.repo}:{ov.info.branch} from an "
+                f"earlier mount; mount that again, or discard them with "
+                f"'datamonfs unmount --discard {req.mountpoint}'")
+        fs = WritableFS(ov, req.uid, req.gid, f"{req.repo}:{req.branch}")
+        return cls(repo, ov, fs, finished.id if finished else None)
+
+    def ready(self) -> dict:
+        """What the mount shows, for the mount record."""
+        info = self.ov.info
+        files = size = 0
+        if info.bundle:
+            b = self.repo.get_bundle(info.repo, info.bundle)
+            files, size = b.files, b.bytes
+        return {"repo": info.repo, "branch": info.branch, "bundle": info.bundle, "files": files,
+                "bytes": size, "recovered": self.recovered}
+
+    async def commit(self, message: str, author: Author, label: str | None = None) -> dict:
+        async with self.fs.gate.alone():
+            r = await trio.to_thread.run_sync(commit_overlay, self.ov, self.repo, author, message,
+                                              label)
+        return {"bundle": r.bundle.id if r.bundle else None,
+                "parent": r.parent.id if r.parent else None,
+                "head_before": r.head_before, "forked": r.forked, "repo": self.ov.info.repo,
+                "branch": self.ov.info.branch,
+                "stats": dict(r.stats.__dict__)}
+
+    async def status(self, limit: int = STATUS_LIMIT) -> dict:
+        def collect() -> dict:
+            changes, counts = [], {"added": 0, "modified": 0, "deleted": 0}
+            for line in status(self.ov):
+                counts[line["change"]] += 1
+                if len(changes) < limit:
+                    changes.append(line)
+            total = sum(counts.values())
+            return {"changes": changes, "counts": counts, "total": total,
+                    "truncated": total > len(changes), "bundle": self.ov.info.bundle,
+                    "branch": self.ov.info.branch, "repo": self.ov.info.repo}
+        return await trio.to_thread.run_sync(collect)
+
+    def stats(self) -> dict:
+        return {**self.fs.stats, "open_files": self.fs.open_files(), "nodes": len(self.ov.nodes),
+                "committing": self.fs.gate.busy}
+
+    def close(self) -> None:
+        self.ov.close()
