@@ -31,6 +31,17 @@ step ls -l "$home/mnt" "$home/mnt/tiles" | head -12
 cmp "$home/mnt/mosaic.raw" "$home/tiles/mosaic.raw" && echo "mosaic.raw read through the mount intact"
 step head -3 "$home/mnt/index.csv"
 step datamonfs unmount "$home/mnt"
+
+# Mount the head of main writable, change it, and commit the change as a new bundle.
+trap 'datamonfs unmount --discard "$home/mnt" >/dev/null 2>&1 || true; datamonfs daemon stop >/dev/null 2>&1 || true' EXIT
+step datamonfs mount --rw imagery:main "$home/mnt"
+echo "cleaned" > "$home/mnt/tiles/cleaned.txt"
+rm "$home/mnt/tiles/tile_019.bin"
+step datamonfs status "$home/mnt"
+step datamonfs commit "$home/mnt" -m "cleaned tiles" --label v3
+step datamonfs unmount "$home/mnt"
+step datamonfs bundle list imagery
+step datamonfs bundle diff imagery:v2 imagery:v3
 step datamonfs daemon stop
 echo
 echo "demo done: everything lives under $home"
