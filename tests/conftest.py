@@ -286,3 +286,16 @@ def daemon(cli, tmp_path):
         yield d
     finally:
         d.cleanup()
+
+
+@pytest.fixture
+def mounts(tmp_path, store_url):
+    """Writable FUSE sessions run in child processes (tests/writable_harness.py), all
+    unmounted and ended when the test ends, also on failure."""
+    from writable_harness import Mounts
+
+    m = Mounts(str(tmp_path), store_url)
+    try:
+        yield m
+    finally:
+        m.cleanup()

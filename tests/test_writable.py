@@ -11,7 +11,7 @@ import sqlite3
 import stat
 
 import pytest
-from writable_harness import Mounts, snapshot, tree_snapshot
+from writable_harness import snapshot, tree_snapshot
 
 from datamonfs.core import ingest
 from datamonfs.core.diff import diff_trees
@@ -20,15 +20,6 @@ from datamonfs.core.stores import open_store
 
 ADA = Author("Ada", "ada@example.org")
 BIG = 12 << 20
-
-
-@pytest.fixture
-def mounts(tmp_path, store_url):
-    m = Mounts(str(tmp_path), store_url)
-    try:
-        yield m
-    finally:
-        m.cleanup()
 
 
 @pytest.fixture

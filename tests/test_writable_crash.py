@@ -12,22 +12,13 @@ import threading
 import time
 
 import pytest
-from writable_harness import ChildDied, Mounts, snapshot, tree_snapshot
+from writable_harness import ChildDied, snapshot, tree_snapshot
 
 from datamonfs.core import ingest
 from datamonfs.core.repository import Author, Repository
 from datamonfs.core.stores import open_store
 
 ADA = Author("Ada", "ada@example.org")
-
-
-@pytest.fixture
-def mounts(tmp_path, store_url):
-    m = Mounts(str(tmp_path), store_url)
-    try:
-        yield m
-    finally:
-        m.cleanup()
 
 
 @pytest.fixture
