@@ -35,7 +35,7 @@ from datamonfs.core import ingest  # noqa: E402
 from datamonfs.core.chunks import ChunkStore  # noqa: E402
 from datamonfs.core.repository import Author, Repository  # noqa: E402
 from datamonfs.core.stores import open_store  # noqa: E402
-from datamonfs.core.stores.base import Store  # noqa: E402
+from datamonfs.core.stores.base import ForwardingStore  # noqa: E402
 
 MiB = 1 << 20
 READ = MiB
@@ -186,35 +186,14 @@ def bench_bounded(work: str, repo: Repository, chunks, size: int, rows: list) ->
     ]
 
 
-class SlowStore(Store):
+class SlowStore(ForwardingStore):
     """A local store whose reads take LATENCY longer: a modelled cloud round trip."""
 
     LATENCY = 0.02
 
-    def __init__(self, inner: Store):
-        self.inner, self.url = inner, inner.url
-
     def get(self, key):
         time.sleep(self.LATENCY)
         return self.inner.get(key)
-
-    def get_range(self, key, start, length):
-        return self.inner.get_range(key, start, length)
-
-    def put(self, key, data):
-        self.inner.put(key, data)
-
-    def put_if_absent(self, key, data):
-        return self.inner.put_if_absent(key, data)
-
-    def exists(self, key):
-        return self.inner.exists(key)
-
-    def list(self, prefix):
-        return self.inner.list(prefix)
-
-    def delete(self, key):
-        self.inner.delete(key)
 
 
 def bench_latency(work: str, chunks, span: int, rows: list) -> None:

@@ -20,17 +20,18 @@ from datamonfs.cache.index import CacheIndex
 from datamonfs.core.chunks import ChunkStore
 from datamonfs.core.encoding import address
 from datamonfs.core.stores import open_store
-from datamonfs.core.stores.base import Store
+from datamonfs.core.stores.base import ForwardingStore, Store
 
 MiB = 1 << 20
 
 
-class CountingStore(Store):
+class CountingStore(ForwardingStore):
     """A real store that counts its reads and how many run at once; `delay`
     makes each read slower, to widen the window in which requests overlap."""
 
     def __init__(self, inner: Store, delay: float = 0.0):
-        self.inner, self.url, self.delay = inner, inner.url, delay
+        super().__init__(inner)
+        self.delay = delay
         self.gets: Counter[str] = Counter()
         self.active = self.max_active = 0
         self._lock = threading.Lock()
@@ -49,24 +50,6 @@ class CountingStore(Store):
 
     def chunk_gets(self) -> int:
         return sum(n for key, n in self.gets.items() if key.startswith("chunk/"))
-
-    def get_range(self, key, start, length):
-        return self.inner.get_range(key, start, length)
-
-    def put(self, key, data):
-        self.inner.put(key, data)
-
-    def put_if_absent(self, key, data):
-        return self.inner.put_if_absent(key, data)
-
-    def exists(self, key):
-        return self.inner.exists(key)
-
-    def list(self, prefix):
-        return self.inner.list(prefix)
-
-    def delete(self, key):
-        self.inner.delete(key)
 
 
 def blob(n: int, seed: int) -> bytes:
