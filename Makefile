@@ -5,8 +5,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux
-BENCH_APT_PACKAGES := rclone
+BENCH_APT_PACKAGES := rclone s3fs
+# Peers run from a virtualenv of their own, so their dependencies never meet ours.
+PEERS_VENV := .venv-peers
+PEERS := dvc==3.67.1 moto[server]==5.2.5
 PYTEST_ARGS ?=
+SIZE ?= default
 
 .PHONY: demo test bench deps apt venv clean
 
@@ -16,9 +20,10 @@ demo: deps
 test: deps
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
-bench: deps
+bench: deps $(VENV)/.bench-installed $(PEERS_VENV)/.installed
 	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(BENCH_APT_PACKAGES)"
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/bench.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(PEERS_VENV)/bin:$$PATH" \
+		$(VENV)/bin/python scripts/bench.py --size $(SIZE)
 
 deps: apt venv
 
@@ -37,5 +42,15 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e '.[test]'
 	touch $@
 
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+$(PEERS_VENV)/.installed:
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q $(foreach p,$(PEERS),'$(p)')
+	touch $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) build *.egg-info

@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import REPO_ROOT, drop_caches, scratch, table  # noqa: E402
+from benchsuite.common import REPO_ROOT, can_drop_caches, drop_caches, scratch  # noqa: E402
 
 sys.path.insert(0, REPO_ROOT)
 from datamonfs.cache import BlockCache, CachedChunkReader, FileReader  # noqa: E402
@@ -134,7 +134,8 @@ def bench_local(work: str, size: int, rows: list) -> None:
         ["(a) cached, FileReader 1 MiB reads", label, gbs(warm), f"{plain_t / warm:.2f} x plain"],
         ["(a) cached, FileReader whole chunks", label, gbs(whole), f"{plain_t / whole:.2f} x plain"],
     ]
-    if drop_caches():  # the same two reads from disk, not from the page cache
+    if can_drop_caches():  # the same two reads from disk, not from the page cache
+        drop_caches()
         plain_disk = read_plain(plain)
         drop_caches()
         warm_disk = read_file(reader, chunks)
@@ -289,6 +290,12 @@ def bench_gcs(work: str, size: int, rows: list) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def table(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n## {title}\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
 
 
 def main() -> None:

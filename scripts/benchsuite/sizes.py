@@ -1,0 +1,40 @@
+"""How big each scenario runs: `default` fits in 15 minutes on a 2-core machine, `large`
+is ten times bigger, `smoke` only checks that the suite runs end to end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .common import MiB
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    dataset: int = 400 * MiB        # mixed dataset: ingest, versions
+    dataset_small: int = 2_500      # small files in it
+    gcs_small: int = 200            # the GCS emulator slows as objects accumulate:
+    gcs_large: int = 32 * MiB       #   the same in every size
+    read_file: int = 512 * MiB      # one large file read through the mounts
+    parallel_file: int = 32 * MiB   # each of 16 files for parallel readers
+    random_reads: int = 300         # per random-read figure
+    tree_files: int = 10_000        # find + stat
+    write_file: int = 256 * MiB     # sequential write through a writable mount
+    untar_files: int = 5_000
+    commit_dataset: int = 256 * MiB # 1% of it changed, then committed
+    bundle_files: int = 100_000     # generated bundle: mount + first ls, daemon RSS
+    scale_small: int = 10_000       # upload/download peak RSS
+    scale_large: int = 512 * MiB
+
+
+DEFAULT = Size("default")
+LARGE = replace(DEFAULT, name="large", dataset=4096 * MiB, dataset_small=25_000,
+                read_file=5120 * MiB, parallel_file=320 * MiB, tree_files=100_000,
+                write_file=2560 * MiB, untar_files=50_000, commit_dataset=2560 * MiB,
+                bundle_files=1_000_000, scale_small=100_000, scale_large=5120 * MiB)
+SMOKE = replace(DEFAULT, name="smoke", dataset=24 * MiB, dataset_small=200, gcs_small=20,
+                gcs_large=4 * MiB, read_file=16 * MiB, parallel_file=1 * MiB,
+                random_reads=20, tree_files=300, write_file=8 * MiB, untar_files=200,
+                commit_dataset=8 * MiB, bundle_files=2_000, scale_small=200,
+                scale_large=8 * MiB)
+SIZES = {s.name: s for s in (SMOKE, DEFAULT, LARGE)}

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Where a mount's time goes: py-spy profiles of the mount worker while it serves the
+reads and writes whose targets the benchmark report marks missed.
+
+For each workload it prints the wall time, the worker's CPU time over that wall time
+(low: the time is spent outside the worker, in the kernel's FUSE path or waiting on the
+store), and the functions the worker's samples were in most (self time, then the datamonfs
+frames that were on the stack); the raw stacks go to bench/results/profiles/ (collapsed
+format: speedscope or flamegraph.pl draw them).
+
+    scripts/profile_mount.py [--size 512] [--files 5000]    (root; py-spy from .[bench])
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchsuite import data  # noqa: E402
+from benchsuite.common import MiB, REPO_ROOT, Datamonfs, drop_caches, scratch, timed  # noqa: E402
+
+OUT = os.path.join(REPO_ROOT, "bench", "results", "profiles")
+PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pid(dm: Datamonfs, mountpoint: str) -> int:
+    import json
+    return next(r["worker_pid"] for r in json.loads(dm("mounts", "--json"))
+                if r["mountpoint"] == mountpoint)
+
+
+def profile(name: str, pid: int, workload) -> None:
+    raw = os.path.join(OUT, f"{name}.txt")
+    proc = subprocess.Popen([PY_SPY, "record", "--pid", str(pid), "--rate", "250", "--format",
+                             "raw", "--output", raw, "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # py-spy attaches
+    cpu = cpu_seconds(pid)
+    wall = workload()
+    cpu = cpu_seconds(pid) - cpu
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    if not os.path.exists(raw):
+        raise SystemExit(f"py-spy wrote no profile: {err.strip()[-500:]}")
+    print(f"\n## {name}: {wall:.2f} s wall, worker CPU {cpu:.2f} s ({cpu / wall:.0%} of wall)")
+    summarize(raw)
+
+
+def summarize(raw: str, top: int = 10) -> None:
+    leaves: collections.Counter = collections.Counter()
+    ours: collections.Counter = collections.Counter()
+    total = 0
+    with open(raw) as f:
+        for line in f:
+            stack, _, count = line.rstrip().rpartition(" ")
+            n = int(count)
+            frames = stack.split(";")
+            total += n
+            leaves[frames[-1]] += n
+            for frame in set(frames):
+                if "datamonfs/" in frame:
+                    ours[frame] += n
+    if not total:
+        print("no samples: the worker was idle")
+        return
+    print(f"{total} active samples. Self time:")
+    for frame, n in leaves.most_common(top):
+        print(f"  {n / total:6.1%}  {frame}")
+    print("datamonfs frames on the stack (inclusive):")
+    for frame, n in ours.most_common(top):
+        print(f"  {n / total:6.1%}  {frame}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=512, help="MiB of the file read (default 512)")
+    ap.add_argument("--files", type=int, default=5000, help="files untarred (default 5000)")
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    work = scratch("profile")
+    dm = Datamonfs(work)
+    try:
+        src = os.path.join(work, "src")
+        os.makedirs(src)
+        data.write_random(os.path.join(src, "big.bin"), args.size * MiB, random.Random(1))
+        dm("repo", "create", "prof")
+        dm("bundle", "upload", "prof", src, "-m", "big", "--label", "v1")
+        mp = dm.mount("prof:v1", "m-ro")
+        pid = worker_pid(dm, mp)
+        big = os.path.join(mp, "big.bin")
+        cat = lambda: timed(["cat", big])  # noqa: E731
+        dm.clear_cache()
+        drop_caches()
+        profile("read-cold", pid, cat)
+        drop_caches()
+        profile("read-warm-block-cache", pid, cat)
+        profile("read-warm-kernel-cache", pid, cat)
+
+        archive = os.path.join(work, "files.tar")
+        data.tar_of_small_files(archive, args.files)
+        rw = dm.mount("prof", "m-rw", "--rw", "--new", "--branch", "scratch")
+        profile("untar", worker_pid(dm, rw), lambda: timed(["tar", "xf", archive, "-C", rw]))
+    finally:
+        dm.close()
+    print(f"\nraw stacks (collapsed, for flamegraph.pl or speedscope): {os.path.relpath(OUT)}")
+
+
+if __name__ == "__main__":
+    main()
