@@ -131,6 +131,28 @@ def test_damaged_block_is_dropped_not_served(tmp_path, caplog, damage):
         assert cache.get(addr) == data
 
 
+def test_a_range_read_checks_a_block_whole_the_first_time_a_process_reads_it(tmp_path, caplog):
+    addr, data = chunk(MiB, 1)
+    with block_cache(tmp_path) as cache:
+        cache.put(addr, data)
+        assert cache.get_range(addr, 100, 4196) == data[100:4196]  # written here from verified bytes
+        (name,) = block_files(tmp_path)
+        path = os.path.join(tmp_path, "blocks", addr[:2], name)
+        with open(path, "r+b") as f:
+            f.seek(12345)
+            f.write(b"\xff" if data[12345] != 0xFF else b"\x00")
+    with block_cache(tmp_path) as cache:  # another process: the damage is found, not served
+        with caplog.at_level(logging.WARNING, "datamonfs.cache"):
+            assert cache.get_range(addr, 0, 10) is None
+        assert "corrupt" in caplog.text and not cache.contains(addr)
+        cache.put(addr, data)
+    with block_cache(tmp_path) as cache:
+        assert cache.get_range(addr, 0, 4096) == data[:4096]  # checked whole, then sliced
+        assert cache.get_range(addr, MiB - 10, MiB) == data[-10:]  # read as a range
+        assert cache.get_range(addr, 5, 5) == b""
+        assert counts(cache)[2:4] == (4, 1)  # hits and misses of all three opens
+
+
 def test_readers_never_see_a_block_torn_away_by_eviction(tmp_path):
     """Readers race a writer whose inserts evict what they read: every read is
     either a miss or the exact bytes."""

@@ -4,7 +4,10 @@ Inserting: the bytes go to a temp file, which is renamed to blocks/ab/ADDR.TOKEN
 and only then is the index entry committed, so a crash never leaves an entry
 without its whole file. A file is never rewritten (each insert has a new token):
 a reader that has opened one reads it whole even if it is evicted meanwhile.
-Every read checks size and xxh3-128 digest; a block that fails is dropped, never served.
+Every whole-chunk read checks size and xxh3-128 digest; a block that fails is dropped,
+never served. A ranged read (get_range) checks a block file whole the first time this
+process reads it, or writes it, and then reads just the range: block files are never
+rewritten, so only the disk failing could change one after that.
 
 Recency: a hit notes the time in memory. The notes, and the hit/miss counters,
 reach LMDB in one write transaction with the next insert, or at most once per
@@ -24,7 +27,7 @@ import os
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -39,6 +42,7 @@ FLUSH_INTERVAL = 1.0  # seconds between recency/counter writes while only hits h
 DEFAULT_LIMIT = 10 << 30
 FREE_SHARE = 0.2  # of the space available to the cache, by default
 FETCH_WAIT = 60.0  # longest wait for another process's fetch of the same chunk
+VERIFIED_FILES = 50_000  # block files remembered as checked, per process (~5 MB)
 
 
 def default_limit(index: CacheIndex) -> int:
@@ -65,6 +69,7 @@ class BlockCache:
         self._flush_lock = threading.Lock()
         self._next_flush = time.monotonic() + FLUSH_INTERVAL
         self._fetching: dict[str, list] = {}  # addr -> [lock, users]
+        self._verified: OrderedDict[str, None] = OrderedDict()  # block file paths
 
     # -- reading -------------------------------------------------------------
 
@@ -85,11 +90,40 @@ class BlockCache:
         if data is None:
             self._drop(key, raw)
             return None
+        self._remember(self.index.layout.block_path(addr, rec))
+        self._touch(key)
+        return data
+
+    def get_range(self, addr: str, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of a cached chunk, or None (counted as a miss)."""
+        key = addr.encode()
+        raw = self._entry(key)
+        rec = Record.unpack(raw) if raw else None
+        if rec is not None and 0 <= start <= end <= rec.size:
+            path = self.index.layout.block_path(addr, rec)
+            with self._lock:
+                verified = path in self._verified
+            if verified:
+                data = _pread(path, start, end - start)
+                if data is not None and len(data) == end - start:
+                    self._count("hits")
+                    self._touch(key)
+                    return data
+        data = self.get(addr)
+        return None if data is None else data[start:end]
+
+    def _touch(self, key: bytes) -> None:
         with self._lock:
             self._touched[key] = time.time_ns()
         if time.monotonic() >= self._next_flush:
             self._flush()
-        return data
+
+    def _remember(self, path: str) -> None:
+        with self._lock:
+            self._verified[path] = None
+            self._verified.move_to_end(path)
+            if len(self._verified) > VERIFIED_FILES:
+                self._verified.popitem(last=False)
 
     def contains(self, addr: str) -> bool:
         return self._entry(addr.encode()) is not None
@@ -179,6 +213,8 @@ class BlockCache:
         except lmdb.Error as e:
             self.index.unwritable(e)
             stale = [path]
+        if path not in stale:
+            self._remember(path)  # written here from verified bytes
         for p in stale:
             _unlink(p)
 
@@ -335,6 +371,17 @@ class BlockCache:
         """Write what is pending (recency, counters)."""
         if self.index.env is not None and (self._touched or self._counts):
             self._flush()
+
+
+def _pread(path: str, offset: int, length: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None  # evicted since the lookup
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
 
 
 def _unlink(path: str) -> None:

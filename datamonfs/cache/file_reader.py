@@ -4,8 +4,8 @@ Sequential access (each read starting about where the last one ended) doubles a
 read-ahead window, up to MAX_WINDOW chunks past the one being read; a seek
 resets it. Each chunk beyond the window's old edge is handed to the reader's
 `prefetch` once (which fetches it into the cache, or, when it is cached, has the
-kernel read its file ahead). The last chunks read are kept, so that reads
-smaller than a chunk do not read it again from the cache.
+kernel read its file ahead). The last whole chunks read are kept; a read of part of
+a chunk that is not kept reads just that part from the cache.
 """
 
 from __future__ import annotations
@@ -43,12 +43,25 @@ class FileReader:
         last = bisect.bisect_right(self._starts, end - 1) - 1
         self.reader.prefetch(self._read_ahead(offset, end, last))
         if first == last:  # a slice of one chunk, or the chunk itself (no copy)
-            return self._chunk(first)[offset - self._starts[first]:end - self._starts[first]]
+            start = self._starts[first]
+            return self._piece(first, offset - start, end - start)
         pieces = []
         for i in range(first, last + 1):
             start = self._starts[i]
-            pieces.append(memoryview(self._chunk(i))[max(offset - start, 0):end - start])
-        return b"".join(pieces)  # the only copy
+            pieces.append(self._piece(i, max(offset - start, 0), min(end, self._starts[i + 1]) - start))
+        return b"".join(pieces)
+
+    def _piece(self, i: int, start: int, end: int) -> bytes:
+        """Bytes [start, end) of chunk i: from the kept chunks, the whole chunk (then
+        kept), or just the range read from the cache."""
+        with self._lock:
+            data = self._kept.get(i)
+        if data is not None:
+            return data[start:end]
+        addr, size = self.chunks[i]
+        if (start, end) == (0, size):
+            return self._chunk(i)
+        return self.reader.read_range(addr, size, start, end)
 
     def _read_ahead(self, offset: int, end: int, last: int) -> list[tuple[str, int]]:
         """Chunks to prefetch after this read; updates the sequential state."""
@@ -75,7 +88,8 @@ class FileReader:
         with self._lock:
             data = self._kept.get(i)
         if data is None:
-            data = self.reader.read_chunk(*self.chunks[i])
+            addr, size = self.chunks[i]
+            data = self.reader.read_range(addr, size, 0, size)
             with self._lock:
                 self._kept[i] = data
                 while len(self._kept) > KEEP_CHUNKS:

@@ -37,13 +37,19 @@ class CachedChunkReader:
     def read_chunk(self, addr: str, size: int) -> bytes:
         """The chunk's bytes, verified (by the source on a miss, by digest on a hit)."""
         if self.cache is None:
-            return self.source.read_chunk(addr, size)
+            return _sized(addr, size, self.source.read_chunk(addr, size))
         data = self.cache.get(addr)
-        if data is None:
-            data = self._fetch(addr, size)
-        if len(data) != size:
-            raise IntegrityError(f"chunk {addr} has {len(data)} bytes, not the {size} its file lists")
-        return data
+        return _sized(addr, size, self._fetch(addr, size) if data is None else data)
+
+    def read_range(self, addr: str, size: int, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the chunk: on a hit, only those are read (see
+        BlockCache.get_range); on a miss the chunk is fetched and cached whole."""
+        if self.cache is not None:
+            data = self.cache.get_range(addr, start, end)
+            if data is not None:
+                return data
+            return _sized(addr, size, self._fetch(addr, size))[start:end]
+        return self.read_chunk(addr, size)[start:end]
 
     def fill(self, addr: str, size: int) -> None:
         """Make sure a chunk is cached, without reading it back."""
@@ -90,3 +96,9 @@ class CachedChunkReader:
         with self._lock:
             self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _sized(addr: str, size: int, data: bytes) -> bytes:
+    if len(data) != size:
+        raise IntegrityError(f"chunk {addr} has {len(data)} bytes, not the {size} its file lists")
+    return data

@@ -10,6 +10,11 @@ copy. Concurrent requests for one chunk wait for a single fetch.
 A file read in order has its next few chunks fetched ahead, in parallel, so the
 cache's disk reads and store fetches overlap with serving the kernel. (Measured
 against fetching them one by one in order: faster both cold and warm.)
+
+A read that jumps elsewhere in the file, into a chunk that is not in the LRU, reads
+just its bytes (a cached chunk's range, in a thread) and keeps nothing: random
+readers would otherwise read a whole chunk per request and push out the sequential
+readers' chunks.
 """
 
 from __future__ import annotations
@@ -49,9 +54,13 @@ class ContentReader:
             return b""
         first = bisect.bisect_right(f.starts, offset) - 1
         last = bisect.bisect_right(f.starts, end - 1) - 1
-        if first in (f.last, f.last + 1):
-            self._read_ahead(f, last)
+        sequential = first in (f.last, f.last + 1)
         f.last = last
+        if sequential:
+            self._read_ahead(f, last)
+        elif not all(f.chunks[i][0] in self._hot for i in range(first, last + 1)):
+            return await trio.to_thread.run_sync(f.reader.read, offset, end - offset,
+                                                 limiter=self.limiter)
         if first == last:
             start = f.starts[first]
             data = await self._chunk(f, first)
