@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchsuite import data  # noqa: E402
 from benchsuite.common import MiB, REPO_ROOT, Datamonfs, drop_caches, scratch, timed  # noqa: E402
+from benchsuite.s_read import random_reads  # noqa: E402
 
 OUT = os.path.join(REPO_ROOT, "bench", "results", "profiles")
 PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
@@ -86,6 +87,24 @@ def summarize(raw: str, top: int = 10) -> None:
         print(f"  {n / total:6.1%}  {frame}")
 
 
+def regions(path: str, size: int, readers: int) -> float:
+    """Seconds for `readers` threads to read a region of the file each, 1 MiB at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(i: int) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for off in range(i * size // readers, (i + 1) * size // readers, MiB):
+                os.pread(fd, MiB, off)
+        finally:
+            os.close(fd)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(readers) as pool:
+        list(pool.map(read, range(readers)))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,6 +130,12 @@ def main() -> None:
         drop_caches()
         profile("read-warm-block-cache", pid, cat)
         profile("read-warm-kernel-cache", pid, cat)
+        drop_caches()
+        size = args.size * MiB
+        profile("random-4k-warm-block-cache", pid, lambda: 2000 / random_reads(big, size, 4096, 2000, 1))
+        dm.clear_cache()
+        drop_caches()
+        profile("read-16-readers-cold", pid, lambda: regions(big, size, 16))
 
         archive = os.path.join(work, "files.tar")
         data.tar_of_small_files(archive, args.files)

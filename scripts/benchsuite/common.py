@@ -105,6 +105,17 @@ def unmount(path: str) -> None:
             subprocess.run(["fusermount3", "-u", "-z", path], capture_output=True)
 
 
+def walk(root: str, expect: int) -> float:
+    """Files per second of `find -type f` printing every file's size (a stat each)."""
+    start = time.perf_counter()
+    out = subprocess.run(["find", root, "-type", "f", "-printf", "%s\n"], check=True,
+                         capture_output=True, text=True).stdout
+    seconds = time.perf_counter() - start
+    if len(out.splitlines()) != expect:
+        raise SystemExit(f"find saw {len(out.splitlines())} files in {root}, expected {expect}")
+    return expect / seconds
+
+
 def tree_bytes(path: str) -> int:
     """Bytes of every regular file under path (what a store occupies)."""
     total = 0

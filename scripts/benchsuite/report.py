@@ -172,6 +172,9 @@ def series_chart(series: Series, path: str) -> None:
 
 def write(results: Results, out: str) -> str:
     os.makedirs(out, exist_ok=True)
+    for name in os.listdir(out):  # charts of an earlier run, whose titles may differ
+        if name.endswith(".png"):
+            os.unlink(os.path.join(out, name))
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results.to_json(), f, indent=1)
     charts: dict[str, str] = {}

@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import data
-from .common import MiB, Datamonfs, drop_caches, scratch, tree_bytes
+from .common import MiB, Datamonfs, drop_caches, scratch, tree_bytes, walk
 from .measure import OURS, Table, Target, alternate
 from .peers import S3, Rclone, missing
 from .sizes import Size
@@ -130,17 +129,6 @@ def parallel(paths: list[str], readers: int) -> float:
     with ThreadPoolExecutor(readers) as pool:
         total = sum(pool.map(read_all, paths))
     return mb_per_s(total, time.perf_counter() - start)
-
-
-def walk(root: str, expect: int) -> float:
-    """Files per second of `find -type f` printing every file's size (a stat each)."""
-    start = time.perf_counter()
-    out = subprocess.run(["find", root, "-type", "f", "-printf", "%s\n"], check=True,
-                         capture_output=True, text=True).stdout
-    seconds = time.perf_counter() - start
-    if len(out.splitlines()) != expect:
-        raise SystemExit(f"find saw {len(out.splitlines())} files in {root}, expected {expect}")
-    return expect / seconds
 
 
 SEQ = ["cold: empty caches", "warm cache, kernel cache dropped", "warm kernel cache"]
