@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import os
 import platform
 import shutil
@@ -85,6 +86,18 @@ def meta(size: str, reps: int) -> dict:
     }
 
 
+def hold_work_dir() -> None:
+    """Two runs at once would empty each other's scratch directories (and time each
+    other): the second one stops here. The lock goes with the process."""
+    work = os.path.join(REPO_ROOT, "bench", "work")
+    os.makedirs(work, exist_ok=True)
+    fd = os.open(os.path.join(work, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit("another benchmark run is using bench/work; wait for it to finish")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,6 +112,7 @@ def main() -> None:
     if args.report_only:
         print(report.write(report.load(args.out), args.out))
         return
+    hold_work_dir()
     size = SIZES[args.size]
     results = Results(meta(size.name, args.reps))
     started = time.monotonic()

@@ -168,6 +168,11 @@ class Dvc:
         add, push = self.dvc("add", "-q", "data"), self.dvc("push", "-q")
         return add.seconds + push.seconds, max(add.peak_rss_mb, push.peak_rss_mb)
 
+    def trim_cache(self) -> None:
+        """Drop cached objects the workspace no longer uses (the remote keeps them), so
+        that ten versions of a large dataset fit on the disk twice over."""
+        self.dvc("gc", "--workspace", "--force", "-q")
+
 
 class GcsEmulator:
     """A fresh in-memory gcp-storage-emulator with one bucket (it slows as objects

@@ -49,6 +49,7 @@ def run_scenario(size: Size, reps: int) -> tuple[list[Table], list[Series], list
         if dvc:
             seconds["DVC"].append(dvc.add_and_push()[0])
             stored["DVC"].append(tree_bytes(dvc.remote))
+            dvc.trim_cache()  # untimed
         datamon.add_version(source)
         stored[DATAMON].append(datamon.bytes)
     shutil.rmtree(work)
