@@ -52,7 +52,7 @@ def upload(store_url: str, src_dir: str) -> tuple[Repository, list[tuple[str, in
     repo = Repository(open_store(store_url))
     repo.create_repo("bench", "", Author("bench", "bench@example.org"))
     bundle, _ = ingest.upload(repo, "bench", src_dir, "bench", Author("bench", "bench@example.org"))
-    ((_, entry),) = [(p, e) for p, e in repo.walk(bundle.tree) if e.kind == "file"]
+    ((_, entry),) = [(p, e) for p, e in repo.walk(bundle) if e.kind == "file"]
     return repo, repo.trees.chunks(entry)
 
 

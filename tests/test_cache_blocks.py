@@ -17,7 +17,7 @@ from datamonfs.cache import LmdbMetaCache, blocks
 from datamonfs.cache.index import CacheIndex
 from datamonfs.core.chunks import MAX_CHUNK
 from datamonfs.core.encoding import address
-from datamonfs.errors import ConfigError
+from datamonfs.errors import ConfigError, IntegrityError
 
 
 def counts(cache) -> tuple:
@@ -131,26 +131,40 @@ def test_damaged_block_is_dropped_not_served(tmp_path, caplog, damage):
         assert cache.get(addr) == data
 
 
-def test_a_range_read_checks_a_block_whole_the_first_time_a_process_reads_it(tmp_path, caplog):
+def test_every_range_read_checks_the_pieces_it_reads(tmp_path, caplog):
+    """A block damaged after this process read it (and after the OS cached it) is still
+    found by the next read of the damaged piece, and never served; reads elsewhere read
+    only their own pieces."""
     addr, data = chunk(MiB, 1)
     with block_cache(tmp_path) as cache:
         cache.put(addr, data)
-        assert cache.get_range(addr, 100, 4196) == data[100:4196]  # written here from verified bytes
+        assert cache.get_range(addr, 100, 4196) == data[100:4196]
+        assert cache.get_range(addr, 40000, 40010) == data[40000:40010]
         (name,) = block_files(tmp_path)
         path = os.path.join(tmp_path, "blocks", addr[:2], name)
         with open(path, "r+b") as f:
-            f.seek(12345)
-            f.write(b"\xff" if data[12345] != 0xFF else b"\x00")
-    with block_cache(tmp_path) as cache:  # another process: the damage is found, not served
-        with caplog.at_level(logging.WARNING, "datamonfs.cache"):
-            assert cache.get_range(addr, 0, 10) is None
-        assert "corrupt" in caplog.text and not cache.contains(addr)
-        cache.put(addr, data)
-    with block_cache(tmp_path) as cache:
-        assert cache.get_range(addr, 0, 4096) == data[:4096]  # checked whole, then sliced
-        assert cache.get_range(addr, MiB - 10, MiB) == data[-10:]  # read as a range
+            f.seek(40005)
+            f.write(bytes([data[40005] ^ 0xFF]))
+        assert cache.get_range(addr, 0, 10) == data[:10]  # another piece: still good
+        assert cache.get_range(addr, MiB - 10, MiB) == data[-10:]
         assert cache.get_range(addr, 5, 5) == b""
-        assert counts(cache)[2:4] == (4, 1)  # hits and misses of all three opens
+        with caplog.at_level(logging.WARNING, "datamonfs.cache"):
+            assert cache.get_range(addr, 40000, 40010) is None  # the damaged piece
+        assert "corrupt" in caplog.text and not cache.contains(addr)
+        assert counts(cache)[2:4] == (5, 1)
+        cache.put(addr, data)
+        assert cache.get(addr) == data
+
+
+def test_a_chunk_list_that_lies_about_a_size_is_refused(tmp_path):
+    addr, data = chunk(MiB, 1)
+    with block_cache(tmp_path) as cache:
+        cache.put(addr, data)
+        for call in (lambda: cache.get(addr, 3), lambda: cache.get_range(addr, 0, 3, 3),
+                     lambda: cache.get(addr, MiB + 1)):
+            with pytest.raises(IntegrityError, match=f"has {MiB} bytes"):
+                call()
+        assert cache.get(addr, MiB) == data  # the block itself is fine and stays
 
 
 def test_readers_never_see_a_block_torn_away_by_eviction(tmp_path):

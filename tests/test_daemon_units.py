@@ -59,13 +59,14 @@ def test_reply_errors_map_to_exit_statuses():
 
 
 def test_inode_numbers_are_positions():
-    table = InodeTable("t" * 64)
+    table = InodeTable("t" * 64, (1, 1))
     root = table.dir(ROOT)
     assert root.slot == 1 and len(table) == 1
     ino = child_ino(root.slot, 0)
     assert ino != ROOT and position(ino) == (1, 0)
-    sub = table.add_dir(child_ino(1, 5), ROOT, "s" * 64)
-    assert table.add_dir(child_ino(1, 5), ROOT, "s" * 64) is sub  # once per directory
+    sub = table.add_dir(child_ino(1, 5), ROOT, "s" * 64, 0, (1, 1))
+    assert table.add_dir(child_ino(1, 5), ROOT, "s" * 64, 0, (1, 1)) is sub  # once per directory
+    assert sub.depth == 1
     assert table.holder(child_ino(sub.slot, 123)) == (sub, 123)
     assert table.holder(ROOT) is None and table.holder(child_ino(99, 0)) is None
     with pytest.raises(OverflowError):

@@ -22,9 +22,12 @@ def repository(cli):
 
 
 def plant(repository: Repository, entries: list) -> str:
-    """Store a bundle whose root tree holds `entries` (raw, unchecked) and label it 'bad'."""
+    """Store a bundle whose root tree holds `entries` (raw, unchecked) and label it 'bad'.
+    The bundle's totals are what the entries claim."""
     tree = repository.objects.put({"v": VERSION, "type": "tree", "entries": entries})
-    b = repository.write_bundle(Bundle("r", tree, (), "hostile", "Eve", "eve@x", 1, 1, 1))
+    files = sum(e[5][1] if e[1] == "dir" else 1 for e in entries)
+    size = sum(e[4] for e in entries if e[1] != "link")
+    b = repository.write_bundle(Bundle("r", tree, (), "hostile", "Eve", "eve@x", 1, files, size))
     repository.append_ref("r", "label", "bad", b.id, Author("Eve", "eve@x"))
     return b.id
 
@@ -99,5 +102,5 @@ def test_upload_refuses_links_pointing_outside(cli, tmp_path):
     write(tmp_path / "d", "a", b"a")
     os.symlink("/etc/passwd", tmp_path / "d" / "abs")
     r = cli("bundle", "upload", "up", str(tmp_path / "d"), "-m", "x", expect=1)
-    assert "symlink abs -> /etc/passwd points outside" in r.err
+    assert "symlink abs -> /etc/passwd: the target is absolute: it points outside the dataset" in r.err
     assert cli("bundle", "list", "up").out == ""

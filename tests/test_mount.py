@@ -194,8 +194,9 @@ def test_mount_errors(cli, daemon, tmp_path):
     r = cli("mount", "data:v1", full, expect=1)
     assert "not empty" in r.err
     mp = daemon.mount("data:v1")
-    r = cli("mount", "data:v1", mp, expect=1)
+    r = cli("mount", "data:latest", mp, expect=1)  # something else is mounted there
     assert "already mounted" in r.err
+    assert "already mounted data:v1" in cli("mount", "data:v1", mp).err  # the same: fine
     r = cli("mount", "data:nope", daemon.mountpoint(), expect=1)
     assert "no label, branch or bundle 'nope'" in r.err
     r = cli("mount", "nosuchrepo:v1", daemon.mountpoint(), expect=1)

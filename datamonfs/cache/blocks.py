@@ -4,10 +4,10 @@ Inserting: the bytes go to a temp file, which is renamed to blocks/ab/ADDR.TOKEN
 and only then is the index entry committed, so a crash never leaves an entry
 without its whole file. A file is never rewritten (each insert has a new token):
 a reader that has opened one reads it whole even if it is evicted meanwhile.
-Every whole-chunk read checks size and xxh3-128 digest; a block that fails is dropped,
-never served. A ranged read (get_range) checks a block file whole the first time this
-process reads it, or writes it, and then reads just the range: block files are never
-rewritten, so only the disk failing could change one after that.
+The index keeps an xxh3-64 digest of every 16 KiB piece of a block. Every read, of a
+whole chunk or of a range, reads the pieces it touches and checks each one, so a
+block damaged at any time is dropped (and fetched again), never served, while a 4 KiB
+random read costs one 16 KiB read and hash, not the whole block's.
 
 Recency: a hit notes the time in memory. The notes, and the hit/miss counters,
 reach LMDB in one write transaction with the next insert, or at most once per
@@ -27,22 +27,21 @@ import os
 import tempfile
 import threading
 import time
-from collections import Counter, OrderedDict
-from contextlib import contextmanager
-from typing import Iterator
+from collections import Counter
+from typing import Callable
 
 import lmdb
-import xxhash
 
 from ..core.chunks import MAX_CHUNK
 from ..core.config import check_cache_size
-from .index import CacheIndex, Record, log, lru_key
+from ..core.stores.base import time_left
+from ..errors import IntegrityError, StoreUnavailable
+from .index import PIECE, CacheIndex, Record, log, lru_key, piece_digests
 
 FLUSH_INTERVAL = 1.0  # seconds between recency/counter writes while only hits happen
 DEFAULT_LIMIT = 10 << 30
 FREE_SHARE = 0.2  # of the space available to the cache, by default
-FETCH_WAIT = 60.0  # longest wait for another process's fetch of the same chunk
-VERIFIED_FILES = 50_000  # block files remembered as checked, per process (~5 MB)
+FETCH_WAIT = 60.0  # longest wait for another fetch of the same chunk (or the store deadline)
 
 
 def default_limit(index: CacheIndex) -> int:
@@ -68,62 +67,75 @@ class BlockCache:
         self._counts: Counter[str] = Counter()
         self._flush_lock = threading.Lock()
         self._next_flush = time.monotonic() + FLUSH_INTERVAL
-        self._fetching: dict[str, list] = {}  # addr -> [lock, users]
-        self._verified: OrderedDict[str, None] = OrderedDict()  # block file paths
+        self._fetching: dict[str, _Flight] = {}  # addr -> the load under way
 
     # -- reading -------------------------------------------------------------
 
-    def get(self, addr: str) -> bytes | None:
-        """The verified bytes of a cached chunk, or None (counted as a miss)."""
-        data = self.peek(addr)
+    def get(self, addr: str, size: int | None = None) -> bytes | None:
+        """The verified bytes of a cached chunk, or None (counted as a miss). With `size`
+        (what a file's chunk list says), a cached chunk of another size is an
+        IntegrityError: the list lies, whatever the cache holds."""
+        data = self.peek(addr, size)
         self._count("hits" if data is not None else "misses")
         return data
 
-    def peek(self, addr: str) -> bytes | None:
+    def peek(self, addr: str, size: int | None = None) -> bytes | None:
         """Like get, without counting a hit or a miss."""
+        return self._read(addr, 0, None, size)
+
+    def get_range(self, addr: str, start: int, end: int, size: int | None = None) -> bytes | None:
+        """Bytes [start, end) of a cached chunk, or None (counted as a miss). Only the
+        pieces holding the range are read, and each is checked against its digest."""
+        data = self._read(addr, start, end, size)
+        self._count("hits" if data is not None else "misses")
+        return data
+
+    def _read(self, addr: str, start: int, end: int | None, size: int | None) -> bytes | None:
         key = addr.encode()
         raw = self._entry(key)
         if raw is None:
             return None
         rec = Record.unpack(raw)
-        data = self._read_file(addr, rec) if rec else None
+        data = None
+        if rec is not None:
+            if size is not None and rec.size != size:
+                raise IntegrityError(f"chunk {addr} has {rec.size} bytes, not the {size} its "
+                                     "file lists")
+            end = rec.size if end is None else end
+            if not 0 <= start <= end <= rec.size:
+                raise ValueError(f"range [{start}, {end}) is outside chunk {addr}")
+            data = self._read_pieces(addr, rec, start, end)
         if data is None:
             self._drop(key, raw)
             return None
-        self._remember(self.index.layout.block_path(addr, rec))
         self._touch(key)
         return data
 
-    def get_range(self, addr: str, start: int, end: int) -> bytes | None:
-        """Bytes [start, end) of a cached chunk, or None (counted as a miss)."""
-        key = addr.encode()
-        raw = self._entry(key)
-        rec = Record.unpack(raw) if raw else None
-        if rec is not None and 0 <= start <= end <= rec.size:
-            path = self.index.layout.block_path(addr, rec)
-            with self._lock:
-                verified = path in self._verified
-            if verified:
-                data = _pread(path, start, end - start)
-                if data is not None and len(data) == end - start:
-                    self._count("hits")
-                    self._touch(key)
-                    return data
-        data = self.get(addr)
-        return None if data is None else data[start:end]
+    def _read_pieces(self, addr: str, rec: Record, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of a block file, read by whole pieces and checked; None
+        when the file is gone (evicted since the lookup) or damaged."""
+        if start == end:
+            return b""
+        first, last = start // PIECE, (end - 1) // PIECE
+        offset = first * PIECE
+        length = min((last + 1) * PIECE, rec.size) - offset
+        path = self.index.layout.block_path(addr, rec)
+        data = _pread(path, offset, length)
+        if data is None:
+            return None
+        if len(data) != length or piece_digests(data) != rec.digests[8 * first:8 * (last + 1)]:
+            log.warning("cached block %s is corrupt (size or checksum mismatch); dropped it, "
+                        "it will be fetched again", path)
+            return None
+        if (start, end) == (offset, offset + length):
+            return data
+        return data[start - offset:end - offset]
 
     def _touch(self, key: bytes) -> None:
         with self._lock:
             self._touched[key] = time.time_ns()
         if time.monotonic() >= self._next_flush:
             self._flush()
-
-    def _remember(self, path: str) -> None:
-        with self._lock:
-            self._verified[path] = None
-            self._verified.move_to_end(path)
-            if len(self._verified) > VERIFIED_FILES:
-                self._verified.popitem(last=False)
 
     def contains(self, addr: str) -> bool:
         return self._entry(addr.encode()) is not None
@@ -152,22 +164,6 @@ class BlockCache:
         with env.begin(db=self.index.blocks_db) as txn:
             return txn.get(key)
 
-    def _read_file(self, addr: str, rec: Record) -> bytes | None:
-        path = self.index.layout.block_path(addr, rec)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None  # evicted since the lookup, or lost
-        try:
-            data = os.read(fd, rec.size) if os.fstat(fd).st_size == rec.size else b""
-        finally:
-            os.close(fd)
-        if len(data) == rec.size and xxhash.xxh3_128_digest(data) == rec.digest:
-            return data
-        log.warning("cached block %s is corrupt (size or checksum mismatch); dropped it, "
-                    "it will be fetched again", path)
-        return None
-
     def _drop(self, key: bytes, raw: bytes) -> None:
         """Remove an entry that failed to read, unless another process replaced it."""
         rec = Record.unpack(raw)
@@ -194,7 +190,7 @@ class BlockCache:
         self._count("bytes_fetched", len(data))
         if self.index.env is None or len(data) > self.limit or self.contains(addr):
             return
-        rec = Record(len(data), time.time_ns(), xxhash.xxh3_128_digest(data), os.urandom(8))
+        rec = Record(len(data), time.time_ns(), os.urandom(8), piece_digests(data))
         path = self.index.layout.block_path(addr, rec)
         try:
             self._write_file(path, data)
@@ -213,8 +209,6 @@ class BlockCache:
         except lmdb.Error as e:
             self.index.unwritable(e)
             stale = [path]
-        if path not in stale:
-            self._remember(path)  # written here from verified bytes
         for p in stale:
             _unlink(p)
 
@@ -285,35 +279,54 @@ class BlockCache:
 
     # -- single flight -------------------------------------------------------
 
-    @contextmanager
-    def fetch_lock(self, addr: str) -> Iterator[None]:
-        """Held while fetching a chunk: other threads wait for it; other processes
-        wait too, as long as FETCH_WAIT (a byte-range lock on fetch.lock whose offset
-        comes from the address). Check the cache again once it is held."""
+    def fetch(self, addr: str, size: int, load: Callable[[], bytes]) -> bytes:
+        """The chunk's bytes: from the cache, else from `load()` (verified by the caller's
+        source) and cached. Threads of this process that ask for one chunk at once share
+        one load and its outcome, a failure too (a store that hangs is waited for once,
+        not once per reader); another process fetching it is waited for (a byte-range
+        lock on fetch.lock at an offset derived from the address), as long as the
+        store deadline allows (core.stores.base.deadline)."""
         with self._lock:
-            entry = self._fetching.setdefault(addr, [threading.Lock(), 0])
-            entry[1] += 1
+            flight = self._fetching.get(addr)
+            leader = flight is None
+            if leader:
+                flight = self._fetching[addr] = _Flight()
+        if not leader:
+            if not flight.done.wait(max(time_left(FETCH_WAIT), 0)):
+                raise StoreUnavailable(f"gave up waiting for chunk {addr} from the store")
+            if flight.error is not None:
+                raise flight.error
+            return flight.data
         try:
-            with entry[0]:
-                offset = int(addr[:15], 16)
-                held = self._lock_range(offset)
-                try:
-                    yield
-                finally:
-                    if held:
-                        fcntl.lockf(self.index.fetch_fd, fcntl.LOCK_UN, 1, offset)
+            flight.data = self._fetch_locked(addr, size, load)
+            return flight.data
+        except BaseException as e:
+            flight.error = e
+            raise
         finally:
             with self._lock:
-                entry[1] -= 1
-                if not entry[1]:
-                    del self._fetching[addr]
+                del self._fetching[addr]
+            flight.done.set()
+
+    def _fetch_locked(self, addr: str, size: int, load: Callable[[], bytes]) -> bytes:
+        offset = int(addr[:15], 16)
+        held = self._lock_range(offset)
+        try:
+            data = self.peek(addr, size)  # fetched by another process meanwhile?
+            if data is None:
+                data = load()
+                self.put(addr, data)
+            return data
+        finally:
+            if held:
+                fcntl.lockf(self.index.fetch_fd, fcntl.LOCK_UN, 1, offset)
 
     def _lock_range(self, offset: int) -> bool:
-        # POSIX record locks belong to the process, not the thread: the in-process
-        # lock above keeps two threads from sharing one range.
+        # POSIX record locks belong to the process, not the thread: the single flight
+        # above keeps two threads from sharing one range.
         if self.index.fetch_fd < 0:
             return False
-        deadline = time.monotonic() + FETCH_WAIT
+        deadline = time.monotonic() + time_left(FETCH_WAIT)
         pause = 0.001
         while True:
             try:
@@ -371,6 +384,17 @@ class BlockCache:
         """Write what is pending (recency, counters)."""
         if self.index.env is not None and (self._touched or self._counts):
             self._flush()
+
+
+class _Flight:
+    """One load of a chunk, and its outcome for everyone who waited for it."""
+
+    __slots__ = ("done", "data", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.data: bytes | None = None
+        self.error: BaseException | None = None
 
 
 def _pread(path: str, offset: int, length: int) -> bytes | None:

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import lmdb
+import xxhash
 
 from ..errors import ConfigError
 
 log = logging.getLogger("datamonfs.cache")
 
-FORMAT = b"datamonfs-cache/1"
+FORMAT = b"datamonfs-cache/2"
 DBS = (b"blocks", b"lru", b"meta", b"state")
 MAP_SIZE = 1 << 36  # reserved address space; the file grows only with use
 # LMDB maps lock.mdb and writes through the map: on a full disk, touching a hole
@@ -40,26 +41,41 @@ MAP_SIZE = 1 << 36  # reserved address space; the file grows only with use
 # size also sets the reader slots shared by all processes (about 2000 here).
 LOCK_FILE_SIZE = 1 << 17
 
-_RECORD = struct.Struct("<QQ16s8s")
+_RECORD = struct.Struct("<QQ8s")
+PIECE = 16 << 10  # bytes checked by one digest: what a ranged read reads at least
 
 
 class Record(NamedTuple):
-    """An index entry: blocks[ADDR] -> size, last use (ns), xxh3-128 digest, file token."""
+    """An index entry: blocks[ADDR] -> size, last use (ns), file token, and an xxh3-64
+    digest of each PIECE of the block, so a read of any range checks what it reads."""
 
     size: int
     used: int
-    digest: bytes
     token: bytes
+    digests: bytes  # 8 bytes per piece
 
     def pack(self) -> bytes:
-        return _RECORD.pack(*self)
+        return _RECORD.pack(self.size, self.used, self.token) + self.digests
 
     @classmethod
     def unpack(cls, raw: bytes) -> Record | None:
-        return cls(*_RECORD.unpack(raw)) if len(raw) == _RECORD.size else None
+        if len(raw) < _RECORD.size:
+            return None
+        size, used, token = _RECORD.unpack_from(raw)
+        digests = raw[_RECORD.size:]
+        return cls(size, used, token, digests) if len(digests) == 8 * pieces(size) else None
 
     def name(self, addr: str) -> str:
         return f"{addr}.{self.token.hex()}"
+
+
+def pieces(size: int) -> int:
+    return -(-size // PIECE)
+
+
+def piece_digests(data) -> bytes:
+    view = memoryview(data)
+    return b"".join(xxhash.xxh3_64_digest(view[o:o + PIECE]) for o in range(0, len(view), PIECE))
 
 
 def lru_key(used: int, addr: bytes) -> bytes:

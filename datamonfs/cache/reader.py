@@ -1,10 +1,13 @@
 """CachedChunkReader: chunk reads through the block cache.
 
-A hit is an index lookup plus a file read. A miss is fetched from the source
-once: other threads that miss the same chunk wait for that fetch, and so do
-other processes (best effort, see BlockCache.fetch_lock), then read the cached
-copy. At most `workers` fetches from the source run at once per reader; read-ahead
-(`prefetch`) runs in a pool of as many threads, with a bounded queue.
+A hit is an index lookup plus a read of the pieces wanted, each checked. A miss is
+fetched from the source once: other threads that miss the same chunk share that
+fetch and its outcome, and other processes wait for it (see BlockCache.fetch), all
+within one store deadline per read. The size a file's chunk list gives is checked
+against the chunk's real size on hits and misses alike: a list that lies is an
+IntegrityError, never bytes. At most `workers` fetches from the source run at once
+per reader; read-ahead (`prefetch`) runs in a pool of as many threads, with a
+bounded queue.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..core.chunks import ChunkReader
-from ..errors import IntegrityError
-from .blocks import BlockCache
+from ..core.stores.base import deadline, time_left
+from ..errors import IntegrityError, StoreUnavailable
+from .blocks import FETCH_WAIT, BlockCache
 from .index import log
 
 
@@ -37,18 +41,21 @@ class CachedChunkReader:
     def read_chunk(self, addr: str, size: int) -> bytes:
         """The chunk's bytes, verified (by the source on a miss, by digest on a hit)."""
         if self.cache is None:
-            return _sized(addr, size, self.source.read_chunk(addr, size))
-        data = self.cache.get(addr)
-        return _sized(addr, size, self._fetch(addr, size) if data is None else data)
+            with deadline():
+                return _sized(addr, size, self._load(addr, size))
+        data = self.cache.get(addr, size)
+        return data if data is not None else self._fetch(addr, size)
 
     def read_range(self, addr: str, size: int, start: int, end: int) -> bytes:
-        """Bytes [start, end) of the chunk: on a hit, only those are read (see
-        BlockCache.get_range); on a miss the chunk is fetched and cached whole."""
+        """Bytes [start, end) of the chunk: on a hit, only the pieces holding them are
+        read (see BlockCache.get_range); on a miss the chunk is fetched and cached whole."""
+        if not 0 <= start <= end <= size:
+            raise ValueError(f"range [{start}, {end}) is outside a chunk of {size} bytes")
         if self.cache is not None:
-            data = self.cache.get_range(addr, start, end)
+            data = self.cache.get_range(addr, start, end, size)
             if data is not None:
                 return data
-            return _sized(addr, size, self._fetch(addr, size))[start:end]
+            return self._fetch(addr, size)[start:end]
         return self.read_chunk(addr, size)[start:end]
 
     def fill(self, addr: str, size: int) -> None:
@@ -57,13 +64,18 @@ class CachedChunkReader:
             self._fetch(addr, size)
 
     def _fetch(self, addr: str, size: int) -> bytes:
-        with self.cache.fetch_lock(addr):
-            data = self.cache.peek(addr)  # fetched by another thread or process meanwhile?
-            if data is None:
-                with self._fetch_slots:
-                    data = self.source.read_chunk(addr, size)
-                self.cache.put(addr, data)
-        return data
+        with deadline():  # waiting for another fetch of it, then fetching: one deadline
+            return _sized(addr, size, self.cache.fetch(addr, size,
+                                                       lambda: self._load(addr, size)))
+
+    def _load(self, addr: str, size: int) -> bytes:
+        if not self._fetch_slots.acquire(timeout=max(time_left(FETCH_WAIT), 0)):
+            raise StoreUnavailable(f"gave up waiting to fetch chunk {addr} (every fetch slot "
+                                   "is busy with a store that does not answer)")
+        try:
+            return self.source.read_chunk(addr, size)
+        finally:
+            self._fetch_slots.release()
 
     def prefetch(self, chunks: list[tuple[str, int]]) -> None:
         """Start fetching chunks into the cache in the background; returns at once.

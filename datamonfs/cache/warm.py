@@ -6,24 +6,22 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
-from ..core.model import FILE, Entry
+from ..core.model import FILE, Bundle, Entry
 from ..core.repository import Repository
 from .reader import CachedChunkReader
 
 
-def files(repo: Repository, tree: str, prefix: str = "", rel: str = "") -> Iterator[tuple[str, Entry]]:
+def files(repo: Repository, bundle: Bundle, prefix: str = "") -> Iterator[tuple[str, Entry]]:
     """The files whose path starts with `prefix`, entering only directories that can hold one."""
-    for entry in repo.trees.entries(tree):
-        path = rel + entry.name
-        if entry.tree:
-            sub = path + "/"
-            if sub.startswith(prefix) or prefix.startswith(sub):
-                yield from files(repo, entry.tree, prefix, sub)
-        elif entry.kind == FILE and path.startswith(prefix):
+    def descend(sub: str) -> bool:
+        return sub.startswith(prefix) or prefix.startswith(sub)
+
+    for path, entry in repo.walk(bundle, descend):
+        if entry.kind == FILE and path.startswith(prefix):
             yield path, entry
 
 
-def warm(repo: Repository, reader: CachedChunkReader, tree: str, prefix: str = "",
+def warm(repo: Repository, reader: CachedChunkReader, bundle: Bundle, prefix: str = "",
          progress: Callable[[int], None] | None = None, workers: int = 8) -> None:
     """Fetch into the cache every chunk of the files under `prefix` not cached yet."""
     pending: deque = deque()
@@ -35,7 +33,7 @@ def warm(repo: Repository, reader: CachedChunkReader, tree: str, prefix: str = "
             progress(size)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="datamonfs-warm") as pool:
-        for _, entry in files(repo, tree, prefix):
+        for _, entry in files(repo, bundle, prefix):
             for addr, size in repo.trees.chunks(entry):
                 pending.append((pool.submit(reader.fill, addr, size), size))
                 if len(pending) >= 2 * workers:

@@ -6,7 +6,7 @@ import click
 
 from ..cache import CachedChunkReader, open_cache
 from ..core import export, ingest
-from ..core.diff import diff_trees
+from ..core.diff import diff_bundles
 from ..core.model import DIR, Bundle
 from .common import (emit_json, human_size, info, iso_time, json_option, load_config,
                      open_repository, progress_bar)
@@ -85,7 +85,7 @@ def files(ref: str, prefix: str, as_json: bool) -> None:
     repository = open_repository()
     b = repository.resolve(ref)
     rows = []
-    for path, entry in repository.walk(b.tree):
+    for path, entry in repository.walk(b):
         if entry.kind == DIR or not path.startswith(prefix):
             continue
         row = {"path": path, "kind": entry.kind, "size": entry.size, "mode": oct(entry.mode),
@@ -132,7 +132,7 @@ def diff(old: str, new: str, as_json: bool) -> None:
     """What changed from bundle OLD to bundle NEW."""
     repository = open_repository()
     a, b = repository.resolve(old), repository.resolve(new)
-    changes = diff_trees(repository, a.tree, b.tree)
+    changes = diff_bundles(repository, a, b)
     if as_json:
         emit_json([c.to_json() for c in changes])
         return

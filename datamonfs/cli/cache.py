@@ -47,7 +47,7 @@ def prefetch(ref: str, prefix: str) -> None:
     repository = open_repository(cfg)
     b = repository.resolve(ref)
     count = total = 0
-    for _, entry in warm.files(repository, b.tree, prefix):
+    for _, entry in warm.files(repository, b, prefix):
         count += 1
         total += entry.size
     if total > blocks.limit:
@@ -57,7 +57,7 @@ def prefetch(ref: str, prefix: str) -> None:
     reader = CachedChunkReader(blocks, repository.chunks)
     try:
         with progress_bar(total, "prefetching") as progress:
-            warm.warm(repository, reader, b.tree, prefix, progress)
+            warm.warm(repository, reader, b, prefix, progress)
     finally:
         reader.close()
     fetched = blocks.stats()["bytes_fetched"] - before

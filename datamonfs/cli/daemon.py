@@ -111,12 +111,14 @@ def mount(ref: str, mountpoint: str, rw: bool, new: bool, branch: str | None,
         info(f"started the datamonfs daemon (pid {started}); log: {client.paths.log}")
     fields = {"rw": True, "new": new, "branch": branch} if rw else {}
     with client:
-        m = client.call("mount", timeout=300, ref=ref, mountpoint=mp, **fields)["mount"]
+        reply = client.call("mount", timeout=300, ref=ref, mountpoint=mp, **fields)
+    m = reply["mount"]
+    done = "already mounted" if reply.get("already") else "mounted"
     if rw:
-        info(f"mounted {m['repo']}:{m['branch']} writable (bundle {m['bundle'][:12] or 'none'}) "
-             f"at {mp}")
+        info(f"{done} {m['repo']}:{m['branch']} writable (bundle "
+             f"{m['bundle'][:12] or 'none'}) at {mp}")
     else:
-        info(f"mounted {ref} (bundle {m['bundle'][:12]}) at {mp}")
+        info(f"{done} {ref} (bundle {m['bundle'][:12]}) at {mp}")
     if m["bundle"]:
         click.echo(m["bundle"])
 

@@ -21,21 +21,21 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Union
 
-from ..errors import DatamonError
 from pyfastcdc.cy import FastCDC
 
+from ..errors import DatamonError, IntegrityError
+from . import rules
 from .chunks import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
 from .encoding import address, encode
 from .ingest import ChunkUploader, UploadStats
-from .model import FILE, LINK, Bundle, Entry, check_entry_name
+from .model import DIR, FILE, LINK, Bundle, Entry
 from .names import check_name
 from .repository import BRANCH, LABEL, Author, Repository
-from .trees import DirectoryBuilder, file_entry
+from .trees import DirectoryBuilder, claims_of, file_entry
 
 ReadFn = Callable[[int, int], bytes]
 
@@ -123,14 +123,16 @@ class TreeCommit:
         return entry
 
     def _node(self, name: str, node: Node, rel: str) -> Entry:
+        _refuse(rules.depth_problem(rel.count("/") + 1), rel)
         if isinstance(node, Keep):
             entry = Entry(**{**node.entry.__dict__, "name": name})
+            self._check_kept(entry, rel)
         elif isinstance(node, NewDir):
             entry = self._dir(name, node, rel)
         elif isinstance(node, NewFile):
             entry = self._file(name, node, rel)
         elif isinstance(node, NewLink):
-            _check_link(rel, node.target)
+            _refuse(rules.link_problem(node.target, rules.depth_of(rel)), f"{rel} -> {node.target}")
             entry = Entry(name, LINK, node.mode, node.mtime, len(node.target.encode()),
                           target=node.target)
         else:
@@ -138,6 +140,19 @@ class TreeCommit:
         if self.on_entry is not None and node.key is not None:
             self.on_entry(node.key, entry)
         return entry
+
+    def _check_kept(self, entry: Entry, rel: str) -> None:
+        """An entry placed under a new name keeps its links only where they stay inside:
+        a link, or the links below a directory moved closer to the root."""
+        if entry.kind == LINK:
+            _refuse(rules.link_problem(entry.target, rules.depth_of(rel)),
+                    f"{rel} -> {entry.target}")
+        elif entry.kind == DIR:
+            try:
+                for _ in self.repo.trees.walk(entry.tree, claims_of(entry), rel + "/"):
+                    pass
+            except IntegrityError as e:
+                raise CommitError(f"{e}; change or remove it, then commit again") from None
 
     def _dir(self, name: str, d: NewDir, rel: str) -> Entry:
         builder = DirectoryBuilder(self.repo.objects)
@@ -255,26 +270,17 @@ def _merge(base: Iterator[Entry], changes: Iterable[tuple[str, Node | None]], re
 
 def _check_name(name: str, rel: str) -> None:
     where = f"{rel}/{name}" if rel else name
-    try:
-        name.encode("utf-8")
-        check_entry_name(name, where)
-    except (UnicodeEncodeError, DatamonError):
-        raise CommitError(f"file name {where!r} cannot be stored (not UTF-8, or reserved); "
-                          "rename it, then commit again") from None
+    problem = rules.name_problem(name)
+    if problem:
+        shown = where.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise CommitError(f"file name {shown!r} cannot be stored ({problem}); rename it, "
+                          "then commit again")
 
 
-def _check_link(rel: str, target: str) -> None:
-    """The same rule as upload: a link must stay inside the dataset."""
-    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-    if (not target or "\0" in target or os.path.isabs(target) or resolved == ".."
-            or resolved.startswith("../")):
-        raise CommitError(f"symlink {rel} -> {target} points outside the dataset; change or "
-                          "remove it, then commit again")
-    try:
-        target.encode("utf-8")
-    except UnicodeEncodeError:
-        raise CommitError(f"symlink {rel}: its target is not UTF-8; change it, then commit "
-                          "again") from None
+def _refuse(problem: rules.Problem | None, what: str) -> None:
+    if problem:
+        shown = what.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise CommitError(f"{shown}: {problem}; change or remove it, then commit again")
 
 
 # -- bundles -----------------------------------------------------------------

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from .model import DIR, Entry
+from ..errors import IntegrityError
+from . import rules
+from .model import DIR, Bundle, Entry
 from .repository import Repository
+from .trees import Claims, check_placement, claims_of
 
 ADDED, REMOVED, MODIFIED = "added", "removed", "modified"
 
@@ -23,41 +26,69 @@ class Change:
                 "old_size": self.old_size, "new_size": self.new_size}
 
 
-def diff_trees(repo: Repository, old: str | None, new: str | None, prefix: str = "") -> Iterator[Change]:
-    """Files and symlinks added, removed or modified between two trees, in path order."""
-    if old == new:
-        return
-    old_entries = repo.trees.entries(old) if old else iter(())
-    new_entries = repo.trees.entries(new) if new else iter(())
-    a, b = next(old_entries, None), next(new_entries, None)
-    while a or b:
-        if b is None or (a is not None and a.name < b.name):
-            yield from _side(repo, a, prefix, REMOVED)
-            a = next(old_entries, None)
-        elif a is None or b.name < a.name:
-            yield from _side(repo, b, prefix, ADDED)
-            b = next(new_entries, None)
+def diff_bundles(repo: Repository, old: Bundle, new: Bundle) -> Iterator[Change]:
+    """What changed from bundle `old` to bundle `new`, checked like any walk of them
+    (core.rules: totals, depth, links)."""
+    budget = rules.WalkBudget(old.files + new.files)
+    return _Diff(repo, budget).trees(old.tree, new.tree, "", (old.files, old.bytes),
+                                     (new.files, new.bytes))
+
+
+def diff_trees(repo: Repository, old: str | None, new: str | None) -> Iterator[Change]:
+    """Files and symlinks added, removed or modified between two trees, in path order
+    (the trees' own totals unchecked: no bundle says what they should be)."""
+    return _Diff(repo, rules.WalkBudget(0)).trees(old, new, "", None, None)
+
+
+class _Diff:
+    def __init__(self, repo: Repository, budget: rules.WalkBudget):
+        self.repo = repo
+        self.budget = budget
+
+    def trees(self, old: str | None, new: str | None, prefix: str, old_claims: Claims | None,
+              new_claims: Claims | None) -> Iterator[Change]:
+        if old == new:
+            return
+        problem = self.budget.directory()
+        if problem:
+            raise IntegrityError(f"{prefix or '/'}: {problem}")
+        where = prefix or "/"
+        trees = self.repo.trees
+        old_entries = trees.entries(old, where, old_claims) if old else iter(())
+        new_entries = trees.entries(new, where, new_claims) if new else iter(())
+        a, b = next(old_entries, None), next(new_entries, None)
+        while a or b:
+            if b is None or (a is not None and a.name < b.name):
+                yield from self.side(a, prefix, REMOVED)
+                a = next(old_entries, None)
+            elif a is None or b.name < a.name:
+                yield from self.side(b, prefix, ADDED)
+                b = next(new_entries, None)
+            else:
+                yield from self.pair(a, b, prefix)
+                a, b = next(old_entries, None), next(new_entries, None)
+
+    def side(self, entry: Entry, prefix: str, change: str) -> Iterator[Change]:
+        path = prefix + entry.name
+        check_placement(entry, path)
+        if entry.kind == DIR:
+            if change == REMOVED:
+                yield from self.trees(entry.tree, None, path + "/", claims_of(entry), None)
+            else:
+                yield from self.trees(None, entry.tree, path + "/", None, claims_of(entry))
         else:
-            yield from _pair(repo, a, b, prefix)
-            a, b = next(old_entries, None), next(new_entries, None)
+            size = entry.size
+            yield Change(path, change, size if change == REMOVED else None,
+                         size if change == ADDED else None)
 
-
-def _side(repo: Repository, entry: Entry, prefix: str, change: str) -> Iterator[Change]:
-    path = prefix + entry.name
-    if entry.kind == DIR:
-        old, new = (entry.tree, None) if change == REMOVED else (None, entry.tree)
-        yield from diff_trees(repo, old, new, path + "/")
-    else:
-        size = entry.size
-        yield Change(path, change, size if change == REMOVED else None, size if change == ADDED else None)
-
-
-def _pair(repo: Repository, a: Entry, b: Entry, prefix: str) -> Iterator[Change]:
-    path = prefix + a.name
-    if a.kind == DIR and b.kind == DIR:
-        yield from diff_trees(repo, a.tree, b.tree, path + "/")
-    elif a.kind == DIR or b.kind == DIR:
-        yield from _side(repo, a, prefix, REMOVED)
-        yield from _side(repo, b, prefix, ADDED)
-    elif a != b:
-        yield Change(path, MODIFIED, a.size, b.size)
+    def pair(self, a: Entry, b: Entry, prefix: str) -> Iterator[Change]:
+        path = prefix + a.name
+        check_placement(a, path)
+        check_placement(b, path)
+        if a.kind == DIR and b.kind == DIR:
+            yield from self.trees(a.tree, b.tree, path + "/", claims_of(a), claims_of(b))
+        elif a.kind == DIR or b.kind == DIR:
+            yield from self.side(a, prefix, REMOVED)
+            yield from self.side(b, prefix, ADDED)
+        elif a != b:
+            yield Change(path, MODIFIED, a.size, b.size)

@@ -38,8 +38,8 @@ def decode(data: bytes, kind: str, where: str) -> dict[str, Any]:
         raise IntegrityError(f"{where}: metadata object too large ({len(data)} bytes)")
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise IntegrityError(f"{where}: not a valid metadata object ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise IntegrityError(f"{where}: not a valid metadata object ({type(e).__name__})") from None
     if not isinstance(obj, dict) or obj.get("type") != kind:
         raise IntegrityError(f"{where}: expected a {kind} record")
     if obj.get("v") != VERSION:
@@ -49,9 +49,16 @@ def decode(data: bytes, kind: str, where: str) -> dict[str, Any]:
 
 
 def field(obj: dict, name: str, types, where: str):
+    """A record's field, of one of `types`; text must be valid UTF-8 (JSON can carry lone
+    surrogates, which no file name, terminal or encoder accepts)."""
     value = obj.get(name)
     if not isinstance(value, types) or isinstance(value, bool) and bool not in _tuple(types):
         raise IntegrityError(f"{where}: field {name!r} is missing or of the wrong type")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise IntegrityError(f"{where}: field {name!r} is not valid UTF-8") from None
     return value
 
 

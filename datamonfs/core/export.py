@@ -1,27 +1,35 @@
 """Download a bundle into a local directory.
 
-Everything read from the store is untrusted: entry names were checked when the
-tree was parsed, symlink targets are checked here (absolute targets and targets
-that climb out of the destination are refused), and every chunk is verified
-against its address by the chunk reader. A file appears under its real name
-only once all its bytes are written and verified.
+Everything read from the store is untrusted. The walk checks the bundle's rules
+as it goes (core.rules, through TreeReader.walk: names, link targets, totals,
+depth), and every chunk is verified against its address by the chunk reader.
+
+Nothing is written through a path string: each directory is created and opened
+relative to its parent's descriptor with O_NOFOLLOW, and files and links are
+created relative to their directory's descriptor, then renamed into place. So
+whatever the metadata says, and whatever links the destination already holds,
+no write can be redirected outside the destination. A file appears under its
+real name only once all its bytes are written and verified. Setuid and setgid
+bits are never given to what is written.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..errors import AlreadyExists, DatamonError, IntegrityError
+from . import rules
 from .chunks import ChunkReader
-from .model import DIR, FILE, LINK, Bundle, Entry
+from .model import DIR, FILE, Bundle, Entry
 from .repository import Repository
 
 READ_AHEAD = 8  # chunks fetched ahead of the writer
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -30,74 +38,103 @@ class DownloadStats:
     bytes: int = 0
 
 
-def check_link_target(path: str, target: str) -> None:
-    resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
-    if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
-        raise IntegrityError(f"refusing symlink {path} -> {target}: it points outside the bundle")
-
-
 def download(repo: Repository, bundle: Bundle, dest: str, reader: ChunkReader | None = None,
              name_filter: str | None = None, force: bool = False,
              progress: Callable[[int], None] | None = None) -> DownloadStats:
-    reader = reader or repo.chunks
+    """Write the bundle's files under `dest` (all of them, or the paths matching the glob
+    `name_filter`, in which '*' also matches '/')."""
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise AlreadyExists(f"{dest} exists and is not a directory")
     if os.path.isdir(dest) and os.listdir(dest) and not force:
         raise AlreadyExists(f"{dest} is not empty; pass --force to write into it")
     os.makedirs(dest, exist_ok=True)
     stats = DownloadStats()
-    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="download") as pool:
-        job = _Download(repo, reader, pool, dest, name_filter, stats, progress)
-        job.directory(bundle.tree, "")
+    root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="download") as pool:
+            job = _Download(repo, reader or repo.chunks, pool, dest, root, stats, progress)
+            job.run(bundle, name_filter)
+    finally:
+        os.close(root)
     return stats
 
 
+class _OpenDir:
+    """A directory of the bundle on the way down: created (and opened) only when
+    something is written into it, or at once without a name filter."""
+
+    __slots__ = ("path", "entry", "fd")
+
+    def __init__(self, path: str, entry: Entry | None, fd: int | None):
+        self.path, self.entry, self.fd = path, entry, fd
+
+
 class _Download:
-    def __init__(self, repo, reader, pool, dest, name_filter, stats, progress):
+    def __init__(self, repo: Repository, reader: ChunkReader, pool: ThreadPoolExecutor,
+                 dest: str, root: int, stats: DownloadStats, progress):
         self.repo, self.reader, self.pool = repo, reader, pool
-        self.dest, self.name_filter, self.stats, self.progress = dest, name_filter, stats, progress
+        self.dest, self.stats, self.progress = dest, stats, progress
+        self.stack = [_OpenDir("", None, root)]  # the root's descriptor belongs to download()
 
-    def wanted(self, path: str) -> bool:
-        return self.name_filter is None or fnmatch.fnmatchcase(path, self.name_filter)
+    def run(self, bundle: Bundle, name_filter: str | None) -> None:
+        try:
+            for path, entry in self.repo.walk(bundle):
+                self.leave_until(path)
+                if entry.kind == DIR:
+                    self.stack.append(_OpenDir(path, entry, None))
+                    if name_filter is None:
+                        self.opened()
+                elif name_filter is None or fnmatch.fnmatchcase(path, name_filter):
+                    parent = self.opened()
+                    if entry.kind == FILE:
+                        self.file(parent, path, entry)
+                    else:
+                        self.link(parent, path, entry)
+                    self.stats.files += 1
+            self.leave_until("")
+        finally:
+            for d in self.stack[1:]:
+                if d.fd is not None:
+                    os.close(d.fd)
 
-    def directory(self, tree: str, rel: str) -> None:
-        dirs = []
-        for entry in self.repo.trees.entries(tree, f"directory {rel or '/'}"):
-            path = f"{rel}/{entry.name}" if rel else entry.name
-            if entry.kind == DIR:
-                if self.name_filter is None:
-                    self.make_dir(path)
-                self.directory(entry.tree, path)
-                dirs.append((path, entry))
-            elif self.wanted(path):
-                self.make_parent(path)
-                if entry.kind == FILE:
-                    self.file(path, entry)
-                else:
-                    self.link(path, entry)
-                self.stats.files += 1
-        # Directory modes and times last: writing into a directory changes its mtime.
-        for path, entry in dirs:
-            full = os.path.join(self.dest, path)
-            if os.path.isdir(full) and not os.path.islink(full):
-                os.chmod(full, entry.mode | 0o700)
-                os.utime(full, ns=(entry.mtime, entry.mtime))
+    def leave_until(self, path: str) -> None:
+        """Finish the directories that do not hold `path`: modes and times last, since
+        writing into a directory changes its mtime."""
+        while len(self.stack) > 1 and not path.startswith(self.stack[-1].path + "/"):
+            d = self.stack.pop()
+            if d.fd is not None:
+                try:
+                    os.fchmod(d.fd, rules.safe_mode(d.entry.mode) | 0o700)
+                    os.utime(d.fd, ns=(d.entry.mtime, d.entry.mtime))
+                finally:
+                    os.close(d.fd)
 
-    def make_dir(self, path: str) -> None:
-        full = os.path.join(self.dest, path)
-        if os.path.islink(full):
-            raise IntegrityError(f"refusing to write into {path}: it is a symlink in the destination")
-        os.makedirs(full, exist_ok=True)
+    def opened(self) -> int:
+        """The descriptor of the innermost directory, creating those not made yet."""
+        for i, d in enumerate(self.stack):
+            if d.fd is None:
+                d.fd = self.open_dir(self.stack[i - 1].fd, d.path, d.entry.name)
+        return self.stack[-1].fd
 
-    def make_parent(self, path: str) -> None:
-        self.make_dir(os.path.dirname(path))
+    def open_dir(self, parent: int, path: str, name: str) -> int:
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)
+        except FileExistsError:
+            pass  # --force into an earlier download: use it, if it is a real directory
+        except OSError as e:
+            raise self.cannot(path, e) from None
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise DatamonError(f"{os.path.join(self.dest, path)} is a symlink or a file in "
+                                   "the destination but a directory in the bundle; remove it or "
+                                   "download into an empty directory") from None
+            raise self.cannot(path, e) from None
 
-    def link(self, path: str, entry: Entry) -> None:
-        check_link_target(path, entry.target)
-        full = os.path.join(self.dest, path)
-        _remove_existing(full)
-        os.symlink(entry.target, full)
-        os.utime(full, ns=(entry.mtime, entry.mtime), follow_symlinks=False)
+    def cannot(self, path: str, e: OSError) -> DatamonError:
+        return DatamonError(f"cannot write {os.path.join(self.dest, path)}: "
+                            f"{e.strerror or e}")
 
     def chunk_data(self, path: str, chunks) -> Iterator[bytes]:
         """The file's chunks in order, fetched up to READ_AHEAD ahead."""
@@ -107,43 +144,64 @@ class _Download:
             pending.append(self.pool.submit(self.reader.read_chunk, addr, size))
             if len(pending) >= READ_AHEAD:
                 break
-        while pending:
-            future = pending.pop(0)
-            nxt = next(it, None)
-            if nxt:
-                pending.append(self.pool.submit(self.reader.read_chunk, *nxt))
-            try:
-                yield future.result()
-            except IntegrityError as e:
-                for f in pending:
-                    f.cancel()
-                raise IntegrityError(f"{path}: {e}") from None
-
-    def file(self, path: str, entry: Entry) -> None:
-        full = os.path.join(self.dest, path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(full), prefix=".datamonfs-")
         try:
-            with os.fdopen(fd, "wb") as f:
-                for data in self.chunk_data(path, self.repo.trees.chunks(entry)):
-                    f.write(data)
-                    self.stats.bytes += len(data)
-                    if self.progress:
-                        self.progress(len(data))
-            os.chmod(tmp, entry.mode)
-            os.utime(tmp, ns=(entry.mtime, entry.mtime))
-            _remove_existing(full)
-            os.rename(tmp, full)
-        except BaseException:
+            while pending:
+                future = pending.pop(0)
+                nxt = next(it, None)
+                if nxt:
+                    pending.append(self.pool.submit(self.reader.read_chunk, *nxt))
+                try:
+                    yield future.result()
+                except IntegrityError as e:
+                    raise IntegrityError(f"{path}: {e}") from None
+        finally:
+            for f in pending:
+                f.cancel()
+
+    def file(self, parent: int, path: str, entry: Entry) -> None:
+        def write(fd: int) -> None:
+            for data in self.chunk_data(path, self.repo.trees.chunks(entry)):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                self.stats.bytes += len(data)
+                if self.progress:
+                    self.progress(len(data))
+            os.fchmod(fd, rules.safe_mode(entry.mode))
+            os.utime(fd, ns=(entry.mtime, entry.mtime))
+
+        self.place(parent, path, entry.name, write)
+
+    def link(self, parent: int, path: str, entry: Entry) -> None:
+        def make(tmp: str) -> None:
+            os.symlink(entry.target, tmp, dir_fd=parent)
+            os.utime(tmp, ns=(entry.mtime, entry.mtime), dir_fd=parent, follow_symlinks=False)
+
+        self.place(parent, path, entry.name, None, make)
+
+    def place(self, parent: int, path: str, name: str, write=None, make=None) -> None:
+        """Create a temp file (or link) beside `name`, then rename it over `name`."""
+        tmp = f".datamonfs-{os.urandom(6).hex()}"
+        try:
+            if write is not None:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600, dir_fd=parent)
+                try:
+                    write(fd)
+                finally:
+                    os.close(fd)
+            else:
+                make(tmp)
+            os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException as e:
             try:
-                os.unlink(tmp)
-            except FileNotFoundError:
+                os.unlink(tmp, dir_fd=parent)
+            except OSError:
                 pass
+            if isinstance(e, OSError) and e.errno in (errno.EISDIR, errno.ENOTEMPTY):
+                raise DatamonError(f"{os.path.join(self.dest, path)} is a directory in the "
+                                   "destination but a file in the bundle; remove it or download "
+                                   "into an empty directory") from None
+            if isinstance(e, OSError):
+                raise self.cannot(path, e) from None
             raise
-
-
-def _remove_existing(full: str) -> None:
-    if os.path.islink(full) or os.path.isfile(full):
-        os.unlink(full)
-    elif os.path.isdir(full):
-        raise DatamonError(f"{full} is a directory in the destination but a file in the bundle; "
-                           "remove it or download into an empty directory")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import DatamonError, NotFound
+from . import rules
 from .chunks import cut
 from .encoding import address
 from .model import LINK, Bundle, Entry
@@ -91,27 +92,34 @@ class DirectoryUpload:
         self.progress = progress
         self.stats = UploadStats()
         self.chunks = ChunkUploader(repo, self.stats)
+        self.dirs = 0
 
     def run(self) -> Entry:
         try:
             st = os.stat(self.root)
             entry = self._directory(self.root, "", "", st)
             self.chunks.finish()
-            return entry
         except BaseException:
             self.chunks.abort()
             raise
+        if self.dirs > entry.files + rules.MAX_EXTRA_DIRS:
+            raise DatamonError(f"the folder holds {self.dirs} directories for {entry.files} "
+                               "files; datamonfs stores at most "
+                               f"{rules.MAX_EXTRA_DIRS} more directories than files")
+        return entry
 
     def _directory(self, path: str, rel: str, name: str, st: os.stat_result) -> Entry:
         builder = DirectoryBuilder(self.repo.objects)
+        self.dirs += 1
         try:
             names = sorted(os.listdir(path))
         except OSError as e:
             raise _unreadable(rel or ".", e) from None
         for child in names:
-            _check_utf8(child, rel)
-            child_path = os.path.join(path, child)
             child_rel = f"{rel}/{child}" if rel else child
+            _check(rules.name_problem(child), child_rel, "file name")
+            _check(rules.depth_problem(child_rel.count("/") + 1), child_rel, "path")
+            child_path = os.path.join(path, child)
             try:
                 cst = os.lstat(child_path)
             except OSError as e:
@@ -125,7 +133,8 @@ class DirectoryUpload:
             return self._directory(path, rel, name, st)
         if stat.S_ISLNK(st.st_mode):
             target = os.readlink(path)
-            _check_link(rel, target)
+            _check(rules.link_problem(target, rules.depth_of(rel)), f"{rel} -> {target}",
+                   "symlink")
             self.stats.files += 1
             return Entry(name, LINK, mode, mtime, len(target.encode()), target=target)
         if stat.S_ISREG(st.st_mode):
@@ -138,15 +147,31 @@ class DirectoryUpload:
     def _file(self, path: str, rel: str) -> list[tuple[str, int]]:
         chunks = []
         try:
-            with open(path, "rb", buffering=0) as f:
-                for data in cut(f):
-                    chunks.append(self.chunks.add(data))
-                    self.stats.bytes += len(data)
-                    if self.progress:
-                        self.progress(len(data))
+            f = open(path, "rb", buffering=0)
         except OSError as e:
             raise _unreadable(rel, e) from None
+        with f:
+            # Only reading the file blames it; a store that fails (full, unreachable)
+            # says so itself.
+            for data in cut(_Source(f, rel)):
+                chunks.append(self.chunks.add(data))
+                self.stats.bytes += len(data)
+                if self.progress:
+                    self.progress(len(data))
         return chunks
+
+
+class _Source:
+    """A file being uploaded, whose read errors name it."""
+
+    def __init__(self, f, rel: str):
+        self.f, self.rel = f, rel
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self.f.read(n)
+        except OSError as e:
+            raise _unreadable(self.rel, e) from None
 
 
 def _unreadable(rel: str, e: OSError) -> DatamonError:
@@ -154,20 +179,11 @@ def _unreadable(rel: str, e: OSError) -> DatamonError:
                         "folder (nothing was uploaded)")
 
 
-def _check_utf8(name: str, rel: str) -> None:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        where = f"{rel}/{name!r}" if rel else repr(name)
-        raise DatamonError(f"file name {where} is not valid UTF-8; rename it (nothing was uploaded)") from None
-
-
-def _check_link(rel: str, target: str) -> None:
-    _check_utf8(target, rel)
-    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-    if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
-        raise DatamonError(f"symlink {rel} -> {target} points outside the folder; datamonfs stores "
-                           "only links within the dataset (nothing was uploaded)")
+def _check(problem: rules.Problem | None, what: str, kind: str) -> None:
+    if problem is not None:
+        shown = what.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise DatamonError(f"{kind} {shown}: {problem}; change it or move it out of the folder "
+                           "(nothing was uploaded)")
 
 
 def scan_size(root: str) -> int:

@@ -11,24 +11,23 @@ from dataclasses import dataclass, field as dc_field
 from typing import Any
 
 from ..errors import IntegrityError
+from . import rules
 from .encoding import VERSION, field, is_address
 
 FILE, DIR, LINK = "file", "dir", "link"
-MAX_NAME_BYTES = 255
-MAX_TARGET_BYTES = 4096
 
 
 def check_entry_name(name: object, where: str) -> str:
-    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name
-            or len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES):
-        raise IntegrityError(f"{where}: refusing entry named {name!r}")
+    problem = rules.name_problem(name)
+    if problem is not None or not isinstance(name, str):
+        raise IntegrityError(f"{where}: refusing entry named {name!r:.300} ({problem or 'not text'})")
     return name
 
 
 def _count(obj: dict, name: str, where: str) -> int:
     value = field(obj, name, int, where)
-    if value < 0:
-        raise IntegrityError(f"{where}: field {name!r} is negative")
+    if rules.size_problem(value):
+        raise IntegrityError(f"{where}: field {name!r} is out of range")
     return value
 
 
@@ -38,7 +37,7 @@ def parse_chunks(raw: object, where: str) -> list[tuple[str, int]]:
     chunks = []
     for item in raw:
         if (not isinstance(item, list) or len(item) != 2 or not is_address(item[0])
-                or not isinstance(item[1], int) or isinstance(item[1], bool) or item[1] <= 0):
+                or rules.chunk_size_problem(item[1])):
             raise IntegrityError(f"{where}: malformed chunk reference {item!r:.80}")
         chunks.append((item[0], item[1]))
     return chunks
@@ -77,11 +76,9 @@ class Entry:
         name, kind, mode, mtime, size, body = raw
         check_entry_name(name, where)
         where = f"{where}: entry {name!r}"
-        for value in (mode, mtime, size):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise IntegrityError(f"{where}: malformed numeric field")
-        if not 0 <= mode <= 0o7777 or size < 0:
-            raise IntegrityError(f"{where}: mode or size out of range")
+        problem = rules.mode_problem(mode) or rules.time_problem(mtime) or rules.size_problem(size)
+        if problem:
+            raise IntegrityError(f"{where}: {problem}")
         if kind == FILE:
             if isinstance(body, str):
                 if not is_address(body):
@@ -93,13 +90,16 @@ class Entry:
             return cls(name, FILE, mode, mtime, size, chunks=chunks)
         if kind == DIR:
             if (not isinstance(body, list) or len(body) != 2 or not is_address(body[0])
-                    or not isinstance(body[1], int) or body[1] < 0):
+                    or rules.size_problem(body[1])):
                 raise IntegrityError(f"{where}: malformed directory reference")
             return cls(name, DIR, mode, mtime, size, tree=body[0], files=body[1])
         if kind == LINK:
-            if (not isinstance(body, str) or not body or "\0" in body
-                    or len(body.encode("utf-8", "surrogateescape")) > MAX_TARGET_BYTES):
-                raise IntegrityError(f"{where}: malformed symlink target")
+            # Whether the target stays in the bundle depends on where the link is: the
+            # walkers check that (rules.link_problem); here only its form.
+            problem = rules.link_problem(body, rules.MAX_DEPTH)
+            if problem:
+                raise IntegrityError(f"{where}: refusing symlink {name} -> {body!r:.300}: "
+                                     f"{problem}")
             return cls(name, LINK, mode, mtime, size, target=body)
         raise IntegrityError(f"{where}: unknown entry kind {kind!r:.20}")
 

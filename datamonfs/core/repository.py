@@ -4,7 +4,8 @@ Store keys (the whole layout above chunks and metadata objects):
 
     repo/REPO                                   repo record, written once
     bundle/REPO/ID                              bundle record; ID = BLAKE3 of its encoding
-    ref/REPO/KIND/NAME/TIME-RANDOM              one immutable record of a ref's log
+    ref/REPO/KIND/NAME/%020d-RANDOM            one immutable record of a ref's log (time in
+                                                ns, then 16 random hex digits)
 
 Refs are append-only logs: moving a branch or label writes a new record and the
 head is the newest one. No compare-and-swap is needed, so two writers at once
@@ -16,13 +17,14 @@ its bundle.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import AlreadyExists, AmbiguousRef, IntegrityError, InvalidName, KeyNotFound, NotFound
 from .chunks import ChunkStore
-from .encoding import address, decode, encode
+from .encoding import address, decode, encode, is_address
 from .model import Bundle, Entry, RefRecord, RepoInfo
 from .names import DEFAULT_BRANCH, check_name, parse_ref
 from .objects import MetaCache, ObjectStore
@@ -68,7 +70,7 @@ class Repository:
         return info
 
     def list_repos(self) -> list[RepoInfo]:
-        names = sorted(k.split("/", 1)[1] for k in self.store.list("repo/"))
+        names = sorted(_key_tail(k, "repo/", _is_name) for k in self.store.list("repo/"))
         return [self.get_repo(n) for n in names]
 
     # -- bundles -------------------------------------------------------------
@@ -94,7 +96,8 @@ class Repository:
         return bundle
 
     def bundle_ids(self, repo: str, prefix: str = "") -> list[str]:
-        return [k.rsplit("/", 1)[1] for k in self.store.list(f"bundle/{repo}/{prefix}")]
+        return [_key_tail(k, f"bundle/{repo}/", is_address)
+                for k in self.store.list(f"bundle/{repo}/{prefix}")]
 
     def list_bundles(self, repo: str, branch: str | None = None) -> list[Bundle]:
         """Newest first. With a branch, the bundles its log has pointed at."""
@@ -124,8 +127,12 @@ class Repository:
     def ref_log(self, repo: str, kind: str, name: str) -> list[RefRecord]:
         """A ref's records, newest first; empty when the ref does not exist."""
         check_name(name, f"{kind} name")
-        keys = sorted(self.store.list(self._ref_prefix(repo, kind, name)), reverse=True)
+        keys = sorted(self._ref_keys(repo, kind, name), reverse=True)
         return [self._read_ref(repo, kind, name, k) for k in keys]
+
+    def _ref_keys(self, repo: str, kind: str, name: str) -> list[str]:
+        prefix = self._ref_prefix(repo, kind, name)
+        return [prefix + _key_tail(k, prefix, _REF_KEY.fullmatch) for k in self.store.list(prefix)]
 
     def _read_ref(self, repo: str, kind: str, name: str, key: str) -> RefRecord:
         where = f"{kind} {name!r} of {repo!r}"
@@ -139,7 +146,7 @@ class Repository:
         return record
 
     def ref_head(self, repo: str, kind: str, name: str) -> RefRecord | None:
-        keys = list(self.store.list(self._ref_prefix(repo, kind, name)))
+        keys = self._ref_keys(repo, kind, name)
         return self._read_ref(repo, kind, name, max(keys)) if keys else None
 
     def list_refs(self, repo: str, kind: str) -> list[RefRecord]:
@@ -148,8 +155,8 @@ class Repository:
         newest: dict[str, str] = {}
         for key in self.store.list(self._ref_prefix(repo, kind)):
             parts = key.split("/")
-            if len(parts) != 5:
-                raise IntegrityError(f"unexpected key {key!r} in the refs of {repo!r}")
+            if len(parts) != 5 or not _is_name(parts[3]) or not _REF_KEY.fullmatch(parts[4]):
+                raise IntegrityError(f"unexpected key {key!r:.200} in the refs of {repo!r}")
             newest[parts[3]] = max(newest.get(parts[3], ""), key)
         return [self._read_ref(repo, kind, n, newest[n]) for n in sorted(newest)]
 
@@ -181,13 +188,23 @@ class Repository:
                            "upload one with 'datamonfs bundle upload'")
         raise NotFound(f"no label, branch or bundle {ref!r} in repo {repo!r}")
 
-    def walk(self, tree: str, prefix: str = "") -> Iterator[tuple[str, Entry]]:
-        """Every entry below a tree, depth first, as (relative path, entry)."""
-        for entry in self.trees.entries(tree):
-            path = prefix + entry.name
-            yield path, entry
-            if entry.tree:
-                yield from self.walk(entry.tree, path + "/")
+    def walk(self, bundle: Bundle, descend: Callable[[str], bool] | None = None
+             ) -> Iterator[tuple[str, Entry]]:
+        """Every entry of a bundle, depth first in name order, as (path, entry), checked
+        against the bundle's rules as it goes (core.rules); `descend(dir_path + "/")`
+        may prune directories."""
+        return self.trees.walk(bundle.tree, (bundle.files, bundle.bytes), descend=descend)
+
+
+_REF_KEY = re.compile(r"[0-9]{20}-[0-9a-f]{16}")
+
+
+def _key_tail(key: str, prefix: str, valid: Callable[[str], object]) -> str:
+    """What follows `prefix` in a listed key, which must be one valid name."""
+    tail = key[len(prefix):] if key.startswith(prefix) else ""
+    if not valid(tail):
+        raise IntegrityError(f"unexpected key {key!r:.200} in the store; remove it")
+    return tail
 
 
 def _is_name(ref: str) -> bool:

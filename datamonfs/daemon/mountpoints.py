@@ -23,7 +23,11 @@ def normalize(path: str) -> str:
     (a dead or hung mount there would fail or block)."""
     path = os.path.abspath(path)
     parent, name = os.path.split(path)
-    return os.path.join(os.path.realpath(parent), name) if name else path
+    try:
+        return os.path.join(os.path.realpath(parent), name) if name else path
+    except OSError as e:  # realpath raises what it cannot read, e.g. /proc/1/root
+        raise MountpointError(f"cannot use mountpoint {path}: {e.strerror or e} resolving "
+                              f"{e.filename or parent}", "bad_mountpoint") from None
 
 
 def is_mounted(path: str) -> bool:

@@ -8,6 +8,8 @@ start and write it meanwhile.
 
 from __future__ import annotations
 
+import os
+
 from ..errors import NotFound
 from . import mountpoints, overlays, registry
 from .lock import DaemonLock
@@ -42,6 +44,9 @@ def record(paths: DaemonPaths, mountpoint: str) -> MountRecord | None:
 def clear(paths: DaemonPaths, mountpoint: str) -> MountRecord:
     """Unmount a dead mount the registry knows and forget it (a writable mount's staged
     changes too: the CLI comes here for those only with --discard)."""
+    if not os.path.isdir(os.path.dirname(paths.lock)):  # no daemon ever ran on this socket
+        raise NotFound(f"no datamonfs mount at {mountpoint} (and no daemon on "
+                       f"{paths.socket}); see 'datamonfs mounts'")
     lock = DaemonLock(paths.lock)
     if not lock.try_acquire(write_pid=False):
         raise DaemonBusy()

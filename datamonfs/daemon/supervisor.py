@@ -252,6 +252,11 @@ class Supervisor:
             if m.record.state == STALE:
                 raise Refused(f"{mp} has a stale datamonfs mount ({m.record.reason}); "
                               f"run 'datamonfs unmount {mp}' first", "already_mounted")
+            if self._same_mount(m.record, ref, rw):
+                # Asking again for what is there (a documented way to resume after a
+                # crash, which something may have done already) succeeds.
+                self._check_owner(m, peer)
+                return {"mount": m.record.to_json(), "already": True}
             raise Refused(f"{mp} is already mounted ({m.record.ref}, bundle "
                           f"{m.record.bundle[:12]})", "already_mounted")
         if mp in self.pending:
@@ -262,6 +267,13 @@ class Supervisor:
             return {"mount": record.to_json()}
         finally:
             self.pending.discard(mp)
+
+    @staticmethod
+    def _same_mount(rec: MountRecord, ref: str, rw: dict | None) -> bool:
+        if rw is None:
+            return rec.mode == "ro" and rec.ref == ref
+        return (rec.mode == "rw" and not rw["new"]
+                and (rec.repo, rec.branch) == (rw["repo"], rw["branch"]))
 
     def _writable_fields(self, req: dict, ref: str) -> dict | None:
         """For `rw`: the repo and branch a writable mount follows, and its overlay fields."""

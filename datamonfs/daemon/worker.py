@@ -57,7 +57,7 @@ def prepare_writable(req: dict) -> WritableSession:
 
 
 def mount_options(fs: ReadOnlyFS) -> set[str]:
-    opts = {"ro", "default_permissions", "subtype=datamonfs",
+    opts = {"ro", "nosuid", "nodev", "default_permissions", "subtype=datamonfs",
             f"fsname=datamonfs:{fs.bundle.repo}@{fs.bundle.id[:12]}"}
     if os.geteuid() == 0:
         opts.add("allow_other")  # a per-host daemon mounts for other users and pods

@@ -5,7 +5,7 @@ about a megabyte. A trip to a worker thread costs more than copying the bytes, s
 each chunk is fetched once (in a thread, through the cache's FileReader, whose
 read-ahead sees one sequential read per chunk) and kept in a small LRU shared by
 every open file; the pieces are then sliced out of it on the event loop, without a
-copy. Concurrent requests for one chunk wait for a single fetch.
+copy. Concurrent requests for one chunk share a single fetch, and its failure.
 
 A file read in order has its next few chunks fetched ahead, in parallel, so the
 cache's disk reads and store fetches overlap with serving the kernel. (Measured
@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections import OrderedDict
 
 import trio
+
+from ..errors import IntegrityError
+from .loading import LoadingCache
 
 DEFAULT_HOT_BYTES = 64 << 20
 READ_AHEAD_CHUNKS = 4
@@ -43,10 +45,7 @@ class OpenFile:
 class ContentReader:
     def __init__(self, limiter: trio.CapacityLimiter, max_bytes: int = DEFAULT_HOT_BYTES):
         self.limiter = limiter
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._hot: OrderedDict[str, bytes] = OrderedDict()
-        self._loading: dict[str, trio.Event] = {}
+        self.hot: LoadingCache[str, bytes] = LoadingCache(max_bytes, len)
 
     async def read(self, f: OpenFile, offset: int, length: int):
         end = min(offset + length, f.size)
@@ -58,7 +57,7 @@ class ContentReader:
         f.last = last
         if sequential:
             self._read_ahead(f, last)
-        elif not all(f.chunks[i][0] in self._hot for i in range(first, last + 1)):
+        elif not all(f.chunks[i][0] in self.hot for i in range(first, last + 1)):
             return await trio.to_thread.run_sync(f.reader.read, offset, end - offset,
                                                  limiter=self.limiter)
         if first == last:
@@ -72,42 +71,20 @@ class ContentReader:
             pieces.append(memoryview(data)[max(offset - start, 0):end - start])
         return b"".join(pieces)
 
+    def _loader(self, f: OpenFile, i: int):
+        async def load() -> bytes:
+            return await trio.to_thread.run_sync(f.reader.read, f.starts[i], f.chunks[i][1],
+                                                 limiter=self.limiter)
+        return load
+
     async def _chunk(self, f: OpenFile, i: int) -> bytes:
         addr, size = f.chunks[i]
-        while True:
-            data = self._hot.get(addr)
-            if data is not None:
-                self._hot.move_to_end(addr)
-                return data
-            loading = self._loading.get(addr)
-            if loading is None:
-                break
-            await loading.wait()  # then look again: that fetch may have failed
-        self._loading[addr] = event = trio.Event()
-        try:
-            data = await trio.to_thread.run_sync(f.reader.read, f.starts[i], size,
-                                                 limiter=self.limiter)
-            self._put(addr, data)
-            return data
-        finally:
-            del self._loading[addr]
-            event.set()
+        data = await self.hot.get(addr, self._loader(f, i))
+        if len(data) != size:  # kept for another file, whose list gave the real size
+            raise IntegrityError(f"chunk {addr} has {len(data)} bytes, not the {size} its "
+                                 "file lists")
+        return data
 
     def _read_ahead(self, f: OpenFile, last: int) -> None:
         for i in range(last + 1, min(last + 1 + READ_AHEAD_CHUNKS, len(f.chunks))):
-            addr = f.chunks[i][0]
-            if addr not in self._hot and addr not in self._loading:
-                trio.lowlevel.spawn_system_task(self._prefetch, f, i)
-
-    async def _prefetch(self, f: OpenFile, i: int) -> None:
-        try:
-            await self._chunk(f, i)
-        except Exception:
-            pass  # the read that needs this chunk fetches it again and reports
-
-    def _put(self, addr: str, data: bytes) -> None:
-        self._hot[addr] = data
-        self.bytes += len(data)
-        while self.bytes > self.max_bytes and len(self._hot) > 1:
-            _, old = self._hot.popitem(last=False)
-            self.bytes -= len(old)
+            self.hot.prefetch(f.chunks[i][0], self._loader(f, i))

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core import rules
+from ..core.trees import Claims
+from ..errors import IntegrityError
 from .pages import Layout
 
 ROOT = 1  # FUSE's root inode; slot 0 is reserved so no (slot, index) pair collides with it
@@ -25,6 +28,8 @@ class DirNode:
     parent: int  # inode of the parent directory (the root is its own parent)
     tree: str
     slot: int
+    depth: int  # names between the root and it (the root: 0)
+    claims: Claims  # the files and bytes its entry (the root: the bundle) says are below
     layout: Layout | None = None  # loaded on first visit
 
 
@@ -40,16 +45,23 @@ def position(ino: int) -> tuple[int, int]:
 
 
 class InodeTable:
-    def __init__(self, root_tree: str):
+    def __init__(self, root_tree: str, claims: Claims):
         self._dirs: list[DirNode | None] = [None]
         self._slots: dict[int, int] = {}
-        self.add_dir(ROOT, ROOT, root_tree)
+        # A tree whose directories reference one another has no end: stop where the
+        # rules say (core.rules.WalkBudget), before the table eats the memory.
+        self._budget = rules.WalkBudget(claims[0])
+        self.add_dir(ROOT, ROOT, root_tree, -1, claims)
 
-    def add_dir(self, ino: int, parent: int, tree: str) -> DirNode:
+    def add_dir(self, ino: int, parent: int, tree: str, parent_depth: int,
+                claims: Claims) -> DirNode:
         slot = self._slots.get(ino)
         if slot is not None:
             return self._dirs[slot]
-        node = DirNode(ino, parent, tree, len(self._dirs))
+        problem = rules.depth_problem(parent_depth + 1) or self._budget.directory()
+        if problem:
+            raise IntegrityError(f"directory {tree[:12]}: {problem}")
+        node = DirNode(ino, parent, tree, len(self._dirs), parent_depth + 1, claims)
         self._dirs.append(node)
         self._slots[ino] = node.slot
         return node

@@ -37,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
+from ..core import rules
 from ..core.model import DIR, FILE, LINK, Bundle, Entry
 from ..core.trees import TreeReader
 from .base_tree import BaseTrees
@@ -44,8 +45,6 @@ from .overlay_db import SCHEMA_VERSION, FsError, OverlayDB, Tx
 from .staged_data import OpenReader, StagedData
 
 ROOT = 1
-MAX_NAME = 255
-MAX_TARGET = 4096
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 DB_NAME, DATA_DIR = "overlay.db", "data"
 
@@ -398,12 +397,11 @@ class Overlay:
 
     def symlink(self, parent_ino: int, name: bytes, target: bytes) -> Node:
         with self.lock:
-            text = _check_target(target)
             depth = self.path_of(self._dir(parent_ino)).count("/") + (parent_ino != ROOT)
-            if os.path.isabs(text) or _climbs_out(text, depth):
-                # A bundle keeps only links inside the dataset (as upload does).
-                raise FsError(errno.EPERM, f"symlink target {text!r} points outside the dataset")
-            return self._make(parent_ino, name, LINK, 0o777, text)
+            problem = rules.link_problem(target, depth)
+            if problem:  # a bundle keeps only links inside the dataset (as upload does)
+                raise FsError(problem.errno, f"symlink target {target!r:.300}: {problem}")
+            return self._make(parent_ino, name, LINK, 0o777, target.decode("utf-8"))
 
     def unlink(self, parent_ino: int, name: bytes) -> None:
         with self.lock:
@@ -654,32 +652,6 @@ def _text(name: bytes) -> str:
 
 
 def _check_name(name: bytes) -> None:
-    if len(name) > MAX_NAME:
-        raise FsError(errno.ENAMETOOLONG)
-    if name in (b"", b".", b"..") or b"/" in name or b"\0" in name:
-        raise FsError(errno.EINVAL)
-    try:
-        name.decode("utf-8")
-    except UnicodeDecodeError:  # a bundle stores UTF-8 names only
-        raise FsError(errno.EILSEQ, f"file name {name!r} is not UTF-8") from None
-
-
-def _check_target(target: bytes) -> str:
-    if not target or len(target) > MAX_TARGET or b"\0" in target:
-        raise FsError(errno.EINVAL if target else errno.ENOENT)
-    try:
-        return target.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FsError(errno.EILSEQ, f"symlink target {target!r} is not UTF-8") from None
-
-
-def _climbs_out(target: str, depth: int) -> bool:
-    """Whether a relative target climbs above the root from `depth` directories down."""
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
+    problem = rules.name_problem(name)
+    if problem:  # a bundle could not hold it
+        raise FsError(problem.errno, f"file name {name!r:.300}: {problem}")

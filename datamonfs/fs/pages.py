@@ -10,25 +10,30 @@ blocking and runs in a worker thread; the cache itself is used on the trio threa
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import trio
 
+from ..core import rules
 from ..core.model import Entry
-from ..core.trees import TreeReader
+from ..core.trees import BadEntry, Claims, Directory, TreeReader
 from ..errors import IntegrityError
+from .loading import LoadingCache
 
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """Where a directory's entries live: page addresses, first names, first positions."""
+    """Where a directory's entries live: its pages, their first names and positions."""
 
-    tree: str
-    addrs: tuple[str, ...]
-    firsts: tuple[str, ...]  # empty for a single leaf (nothing to bisect)
+    directory: Directory
+    addrs: tuple[str, ...]  # of the pages (a single page's is the tree's)
+    firsts: tuple[str, ...]  # empty for a single page (nothing to bisect)
     starts: tuple[int, ...]  # position of each page's first entry
     total: int
+
+    @property
+    def tree(self) -> str:
+        return self.directory.addr
 
     def page_of(self, index: int) -> int:
         return bisect.bisect_right(self.starts, index) - 1
@@ -41,7 +46,7 @@ class Layout:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    entries: list[Entry]
+    entries: list[Entry | BadEntry]
     names: list[str]
 
     def find(self, name: str) -> int | None:
@@ -51,113 +56,94 @@ class Page:
 
 def _weight(page: Page) -> int:
     # Entries with inline chunk lists are the big ones; count each reference.
-    return sum(1 + len(e.chunks or ()) for e in page.entries)
+    return sum(1 + len(getattr(e, "chunks", None) or ()) for e in page.entries)
 
 
 class PageReader:
-    """Blocking reads of layouts and pages, checked like core's TreeReader checks them.
+    """Blocking reads of layouts and pages, parsed and checked by core's TreeReader.
 
-    Uses TreeReader's node and leaf parsers (private to core) so that validation of
-    untrusted tree objects stays in one place.
+    `lenient` (a read-only mount): an entry whose fields are bad is kept as a
+    BadEntry, so that only it fails, not its whole directory.
     """
 
-    def __init__(self, trees: TreeReader):
+    def __init__(self, trees: TreeReader, lenient: bool = False):
         self.trees = trees
+        self.lenient = lenient
 
-    def layout(self, tree: str) -> tuple[Layout, Page | None]:
-        """The page index of a tree; for a single-leaf tree also its only page."""
-        node = self.trees._node(tree)
-        if "pages" not in node:
-            page = self._page(self.trees._leaf_entries(tree, f"tree {tree[:12]}", node))
-            return Layout(tree, (tree,), (), (0,), len(page.entries)), page
-        addrs, firsts, starts, total = [], [], [], 0
-        for first, addr, count in node["pages"]:
-            if count <= 0:
-                raise IntegrityError(f"tree {tree[:12]}: page with no entries")
-            addrs.append(addr)
-            firsts.append(first)
+    def layout(self, tree: str, claims: Claims | None = None) -> tuple[Layout, Page | None]:
+        """The page index of a tree; for a single-leaf tree also its only page, whose
+        totals are checked against `claims` (what the directory's entry says is below)."""
+        d = self.trees.directory(tree, self.lenient)
+        if not d.pages:
+            page = self._page(list(d.entries))
+            if claims is not None:
+                _check_claims(d, page.entries, claims)
+            return Layout(d, (tree,), (), (0,), len(page.entries)), page
+        starts, total = [], 0
+        for ref in d.pages:
             starts.append(total)
-            total += count
-        return Layout(tree, tuple(addrs), tuple(firsts), tuple(starts), total), None
+            total += ref.count
+        return Layout(d, tuple(p.addr for p in d.pages), tuple(p.first for p in d.pages),
+                      tuple(starts), total), None
 
     def page(self, layout: Layout, i: int) -> Page:
-        where = f"tree {layout.tree[:12]}"
-        page = self._page(self.trees._leaf_entries(layout.addrs[i], where))
-        end = layout.starts[i + 1] if i + 1 < len(layout.starts) else layout.total
-        # Positions are inode numbers: a page must hold exactly what its index says.
-        if len(page.entries) != end - layout.starts[i] or (
-                layout.firsts and page.names[0] != layout.firsts[i]):
-            raise IntegrityError(f"{where}: page {i} does not match the directory index")
-        return page
+        return self._page(self.trees.page(layout.directory, i, self.lenient))
 
     @staticmethod
-    def _page(entries: list[Entry]) -> Page:
+    def _page(entries: list) -> Page:
         return Page(entries, [e.name for e in entries])
+
+
+def _check_claims(d, entries: list, claims: Claims) -> None:
+    """A directory holds what its entry says; with bad entries (of unknown size) among
+    them, at most that."""
+    totals = rules.Totals()
+    bad = False
+    for e in entries:
+        if isinstance(e, BadEntry):
+            bad = True
+        else:
+            totals.add(e.kind, e.size, e.files)
+    if (totals.files > claims[0] or totals.bytes > claims[1]) if bad else \
+            (totals.files, totals.bytes) != claims:
+        raise IntegrityError(f"{d.where}: the directory holds {totals.files} files and "
+                             f"{totals.bytes} bytes, but its entry claims {claims[0]} and "
+                             f"{claims[1]}")
 
 
 class PageCache:
     """Parsed pages by address, least recently used evicted past `max_weight`.
 
     Pages are content-addressed, so one cached page serves every directory that
-    shares it. Concurrent misses for one page load it once.
+    shares it. Concurrent misses for one page load it once, and share its outcome.
     """
 
     def __init__(self, reader: PageReader, limiter: trio.CapacityLimiter,
                  max_weight: int = 200_000):
         self.reader = reader
         self.limiter = limiter
-        self.max_weight = max_weight
-        self.weight = 0
-        self._pages: OrderedDict[str, tuple[Page, int]] = OrderedDict()
-        self._loading: dict[str, trio.Event] = {}
+        self.pages: LoadingCache[str, Page] = LoadingCache(max_weight, _weight)
 
-    async def layout(self, tree: str) -> Layout:
-        layout, page = await trio.to_thread.run_sync(self.reader.layout, tree, limiter=self.limiter)
+    async def layout(self, tree: str, claims: Claims | None = None) -> Layout:
+        layout, page = await trio.to_thread.run_sync(self.reader.layout, tree, claims,
+                                                     limiter=self.limiter)
         if page is not None:
-            self._put(tree, page)
+            self.pages.put(tree, page)
         return layout
 
+    def _loader(self, layout: Layout, i: int):
+        async def load() -> Page:
+            return await trio.to_thread.run_sync(self.reader.page, layout, i,
+                                                 limiter=self.limiter)
+        return load
+
     async def page(self, layout: Layout, i: int) -> Page:
-        addr = layout.addrs[i]
-        while True:
-            hit = self._pages.get(addr)
-            if hit is not None:
-                self._pages.move_to_end(addr)
-                return hit[0]
-            loading = self._loading.get(addr)
-            if loading is None:
-                break
-            await loading.wait()  # then re-check: the load may have failed
-        self._loading[addr] = event = trio.Event()
-        try:
-            page = await trio.to_thread.run_sync(self.reader.page, layout, i, limiter=self.limiter)
-            self._put(addr, page)
-            return page
-        finally:
-            del self._loading[addr]
-            event.set()
+        return await self.pages.get(layout.addrs[i], self._loader(layout, i))
 
     def prefetch(self, layout: Layout, i: int) -> None:
         """Start loading page i in the background (a listing will want it next)."""
-        if i < len(layout.addrs) and layout.addrs[i] not in self._pages \
-                and layout.addrs[i] not in self._loading:
-            trio.lowlevel.spawn_system_task(self._prefetch, layout, i)
-
-    async def _prefetch(self, layout: Layout, i: int) -> None:
-        try:
-            await self.page(layout, i)
-        except Exception:
-            pass  # the listing that needs the page loads it again and reports
-
-    def _put(self, addr: str, page: Page) -> None:
-        if addr in self._pages:
-            return
-        w = _weight(page)
-        self._pages[addr] = (page, w)
-        self.weight += w
-        while self.weight > self.max_weight and len(self._pages) > 1:
-            _, (_, old) = self._pages.popitem(last=False)
-            self.weight -= old
+        if i < len(layout.addrs):
+            self.pages.prefetch(layout.addrs[i], self._loader(layout, i))
 
     def __len__(self) -> int:
-        return len(self._pages)
+        return len(self.pages)

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import pyfuse3
 import trio
 
+from ..core import rules
 from ..core.model import DIR, FILE, LINK, Bundle, Entry
 from ..core.repository import Repository
-from ..errors import DatamonError
+from ..core.trees import BadEntry, claims_of
+from ..errors import DatamonError, IntegrityError
 from .attrs import AttrMaker
 from .content import ContentReader, OpenFile
 from .inodes import ROOT, DirNode, InodeTable, child_ino
@@ -50,6 +52,12 @@ def _guarded(fn):
     return wrapper
 
 
+def _good(entry: Entry | BadEntry) -> Entry:
+    if isinstance(entry, BadEntry):
+        raise IntegrityError(entry.reason)
+    return entry
+
+
 def _read_only(fn):
     @functools.wraps(fn)
     async def wrapper(self, *args):
@@ -76,10 +84,10 @@ class ReadOnlyFS(pyfuse3.Operations):
         self.bundle = bundle
         self.info = info
         self.attrs = AttrMaker(info.uid, info.gid)
-        self.inodes = InodeTable(bundle.tree)
+        self.inodes = InodeTable(bundle.tree, (bundle.files, bundle.bytes))
         self.meta_limiter = trio.CapacityLimiter(meta_threads)
         self.data_limiter = trio.CapacityLimiter(data_threads)
-        self.pages = PageCache(PageReader(repo.trees), self.meta_limiter)
+        self.pages = PageCache(PageReader(repo.trees, lenient=True), self.meta_limiter)
         self.content = ContentReader(self.data_limiter)
         self._files: dict[int, OpenFile] = {}
         self._fh = itertools.count(1)
@@ -95,7 +103,7 @@ class ReadOnlyFS(pyfuse3.Operations):
 
     async def _layout(self, node: DirNode):
         if node.layout is None:
-            node.layout = await self.pages.layout(node.tree)
+            node.layout = await self.pages.layout(node.tree, node.claims)
         return node.layout
 
     async def _entry(self, ino: int) -> tuple[DirNode, Entry]:
@@ -109,7 +117,7 @@ class ReadOnlyFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         i = layout.page_of(index)
         page = await self.pages.page(layout, i)
-        return node, page.entries[index - layout.starts[i]]
+        return node, _good(page.entries[index - layout.starts[i]])
 
     async def _dir(self, ino: int) -> DirNode:
         node = self.inodes.dir(ino)
@@ -117,7 +125,8 @@ class ReadOnlyFS(pyfuse3.Operations):
             parent, entry = await self._entry(ino)
             if entry.kind != DIR:
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
-            node = self.inodes.add_dir(ino, parent.ino, entry.tree)
+            node = self.inodes.add_dir(ino, parent.ino, entry.tree, parent.depth,
+                                       claims_of(entry))
         return node
 
     def _root_attr(self) -> pyfuse3.EntryAttributes:
@@ -149,7 +158,7 @@ class ReadOnlyFS(pyfuse3.Operations):
         if at is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         ino = child_ino(node.slot, layout.starts[i] + at)
-        return self.attrs.entry(ino, page.entries[at])
+        return self.attrs.entry(ino, _good(page.entries[at]))
 
     @_guarded
     async def getattr(self, inode, ctx=None):
@@ -157,9 +166,12 @@ class ReadOnlyFS(pyfuse3.Operations):
 
     @_guarded
     async def readlink(self, inode, ctx):
-        _, entry = await self._entry(inode)
+        node, entry = await self._entry(inode)
         if entry.kind != LINK:
             raise pyfuse3.FUSEError(errno.EINVAL)
+        problem = rules.link_problem(entry.target, node.depth)
+        if problem:  # never hand the kernel a way out of the mount
+            raise IntegrityError(f"refusing symlink {entry.name!r} -> {entry.target!r}: {problem}")
         return os.fsencode(entry.target)
 
     async def forget(self, inode_list):
@@ -185,10 +197,13 @@ class ReadOnlyFS(pyfuse3.Operations):
             for at in range(index - layout.starts[i], len(page.entries)):
                 entry = page.entries[at]
                 ino = child_ino(node.slot, index)
-                if not pyfuse3.readdir_reply(token, os.fsencode(entry.name),
-                                             self.attrs.entry(ino, entry), index + 1):
-                    return
                 index += 1
+                if isinstance(entry, BadEntry):  # only it fails (a lookup gives EIO)
+                    log.error("%s", entry.reason)
+                    continue
+                if not pyfuse3.readdir_reply(token, os.fsencode(entry.name),
+                                             self.attrs.entry(ino, entry), index):
+                    return
 
     async def releasedir(self, fh):
         pass

@@ -379,7 +379,7 @@ class WritableFS(pyfuse3.Operations):
 
 def mount_options(fs: WritableFS) -> set[str]:
     info = fs.ov.info
-    opts = {"default_permissions", "subtype=datamonfs",
+    opts = {"nosuid", "nodev", "default_permissions", "subtype=datamonfs",
             f"fsname=datamonfs:{info.repo}:{info.branch}"}
     if os.geteuid() == 0:
         opts.add("allow_other")

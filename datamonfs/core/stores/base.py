@@ -7,10 +7,44 @@ core (never by users), so each store may map them onto its medium directly.
 from __future__ import annotations
 
 import abc
+import os
 import re
+import threading
+import time
+from contextlib import contextmanager
 from typing import Iterator
 
 _KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+_deadlines = threading.local()
+
+
+def store_timeout() -> float:
+    """Seconds a store call may take, retries included (DATAMONFS_STORE_TIMEOUT, default 60)."""
+    try:
+        return max(float(os.environ.get("DATAMONFS_STORE_TIMEOUT", "60")), 0.1)
+    except ValueError:
+        return 60.0
+
+
+@contextmanager
+def deadline(seconds: float | None = None) -> Iterator[float]:
+    """Store calls this thread makes in the block end by one deadline, `seconds` (default:
+    the store timeout) from now, however many calls and waits the block holds: a read
+    that waits for another fetch of the same chunk and then fetches it itself still
+    gives up in time. Nested blocks keep the earliest deadline."""
+    at = time.monotonic() + (store_timeout() if seconds is None else seconds)
+    outer = getattr(_deadlines, "at", None)
+    _deadlines.at = at if outer is None else min(at, outer)
+    try:
+        yield _deadlines.at
+    finally:
+        _deadlines.at = outer
+
+
+def time_left(default: float) -> float:
+    """Seconds a call starting now may take: `default`, or less inside a `deadline` block."""
+    at = getattr(_deadlines, "at", None)
+    return default if at is None else min(default, at - time.monotonic())
 
 
 def check_key(key: str) -> str:

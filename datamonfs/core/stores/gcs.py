@@ -9,28 +9,26 @@ DATAMONFS_STORE_TIMEOUT seconds (default 60).
 from __future__ import annotations
 
 import os
+import time
 from typing import Iterator
 
 from ...errors import KeyNotFound, StoreUnavailable
-from .base import Store, check_key
+from .base import Store, check_key, store_timeout, time_left
 
-
-def _timeout() -> float:
-    return float(os.environ.get("DATAMONFS_STORE_TIMEOUT", "60"))
+CONNECT_TIMEOUT = 10.0
 
 
 class GCSStore(Store):
     def __init__(self, bucket: str, prefix: str = ""):
         from google.api_core import exceptions as gexc
         from google.cloud import storage
-        from google.cloud.storage.retry import DEFAULT_RETRY
+        from google.cloud.storage.retry import _should_retry
 
         self._gexc = gexc
+        self._transient = _should_retry
         self.url = f"gs://{bucket}/{prefix}".rstrip("/")
         self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        deadline = _timeout()
-        self._retry = DEFAULT_RETRY.with_timeout(deadline)
-        self._timeout = (min(10.0, deadline), max(deadline, 1.0))
+        self.timeout = store_timeout()
         try:
             if os.environ.get("STORAGE_EMULATOR_HOST"):
                 from google.auth.credentials import AnonymousCredentials
@@ -48,15 +46,29 @@ class GCSStore(Store):
         return self._bucket.blob(self._prefix + check_key(key))
 
     def _call(self, key: str, fn, *args, **kwargs):
-        try:
-            return fn(*args, retry=self._retry, timeout=self._timeout, **kwargs)
-        except self._gexc.NotFound:
-            raise KeyNotFound(key) from None
-        except self._gexc.PreconditionFailed:
-            raise
-        except Exception as e:
-            raise StoreUnavailable(f"store {self.url} failed on {key}: {_one_line(e)}; "
-                                   "check the network and the bucket") from e
+        """fn(*args, retry=None, timeout=...), tried again on transient errors until the
+        store timeout (or the caller's deadline, see base.deadline) runs out: each try
+        may take only the time left, so the deadline holds however the store fails."""
+        end = time.monotonic() + time_left(self.timeout)
+        pause = 0.1
+        while True:
+            left = max(end - time.monotonic(), 0.05)
+            try:
+                return fn(*args, retry=None, timeout=(min(CONNECT_TIMEOUT, left), left), **kwargs)
+            except self._gexc.NotFound:
+                raise KeyNotFound(key) from None
+            except self._gexc.PreconditionFailed:
+                raise
+            except Exception as e:
+                if not self._transient(e):
+                    raise StoreUnavailable(f"store {self.url} failed on {key}: {_one_line(e)}; "
+                                           "check the bucket and its permissions") from e
+                if time.monotonic() + pause >= end:
+                    raise StoreUnavailable(f"store {self.url} did not answer on {key} within "
+                                           f"{self.timeout:g}s (DATAMONFS_STORE_TIMEOUT): "
+                                           f"{_one_line(e)}; check the network") from e
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def get(self, key: str) -> bytes:
         blob = self._blob(key)
@@ -91,14 +103,23 @@ class GCSStore(Store):
 
     def list(self, prefix: str) -> Iterator[str]:
         full = self._prefix + prefix
-        try:
-            for blob in self._client.list_blobs(self._bucket, prefix=full, retry=self._retry,
-                                                timeout=self._timeout):
-                yield blob.name[len(self._prefix):]
-        except self._gexc.NotFound:
-            raise StoreUnavailable(f"bucket of {self.url} does not exist; create it first") from None
-        except Exception as e:
-            raise StoreUnavailable(f"store {self.url} failed listing {prefix}: {_one_line(e)}") from e
+        token = None
+        while True:
+            try:
+                names, token = self._call(f"listing {prefix}", self._list_page, full, token)
+            except KeyNotFound:
+                raise StoreUnavailable(f"bucket of {self.url} does not exist; create it "
+                                       "first") from None
+            for name in names:
+                yield name[len(self._prefix):]
+            if not token:
+                return
+
+    def _list_page(self, full: str, token: str | None, retry, timeout) -> tuple[list[str], str | None]:
+        it = self._client.list_blobs(self._bucket, prefix=full, page_token=token, retry=retry,
+                                     timeout=timeout)
+        page = next(it.pages, None)
+        return ([b.name for b in page] if page is not None else []), it.next_page_token
 
     def delete(self, key: str) -> None:
         blob = self._blob(key)

@@ -1,14 +1,41 @@
-"""file://PATH: a store in a local directory, one file per key."""
+"""file://PATH: a store in a local directory, one file per key.
+
+Writes go through a temp file in PATH/.tmp (fsync, then rename or link into place).
+A temp file is named after the boot, the writing process and its start time, plus
+random bytes: so no two writers ever pick the same name, and a store opened later
+can tell which temp files belong to writers that are gone (killed mid-write) and
+remove them. Any failure of the medium (full disk, permissions) is the store's,
+and says so: a StoreUnavailable naming the store.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
-import itertools
+import time
 from typing import Iterator
 
 from ...errors import KeyNotFound, StoreUnavailable
 from .base import Store, check_key
+
+STALE_FOREIGN = 24 * 3600  # temp files of another machine (a shared store) left this long
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip().replace("-", "")[:12]
+    except OSError:
+        return "noboot"
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 class LocalStore(Store):
@@ -16,16 +43,25 @@ class LocalStore(Store):
         self.root = os.path.abspath(root)
         self.url = "file://" + self.root
         self._tmp = os.path.join(self.root, ".tmp")
-        self._counter = itertools.count()  # next() on it is atomic under the GIL
+        self._boot = _boot_id()
+        self._writer = (0, "")  # (pid, the prefix of its temp names)
         try:
             if create:
                 os.makedirs(self._tmp, exist_ok=True)
             elif not os.path.isdir(self.root):
-                raise FileNotFoundError(self.root)
+                raise FileNotFoundError(errno.ENOENT, "no such directory")
         except OSError as e:
             raise StoreUnavailable(
                 f"cannot use store directory {self.root}: {e.strerror or e}; "
                 "check the path and its permissions") from e
+        self._sweep()
+
+    def _failed(self, what: str, e: OSError) -> StoreUnavailable:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StoreUnavailable(f"the store {self.root} is full ({e.strerror}) while "
+                                    f"writing {what}; free space on it and run the command again")
+        return StoreUnavailable(f"store {self.root} failed on {what}: {e.strerror or e}; "
+                                "check the directory and its permissions")
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, check_key(key))
@@ -34,21 +70,28 @@ class LocalStore(Store):
         try:
             with open(self._path(key), "rb") as f:
                 return f.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(key) from None
-        except IsADirectoryError:
-            raise KeyNotFound(key) from None
+        except OSError as e:
+            raise self._failed(key, e) from None
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         try:
             with open(self._path(key), "rb") as f:
                 return os.pread(f.fileno(), length, start)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(key) from None
+        except OSError as e:
+            raise self._failed(key, e) from None
+
+    def _temp_name(self) -> str:
+        pid = os.getpid()
+        if self._writer[0] != pid:  # a forked child is another writer
+            self._writer = (pid, f"{self._boot}.{pid}.{_start_time(pid)}")
+        return os.path.join(self._tmp, f"{self._writer[1]}.{os.urandom(6).hex()}")
 
     def _write_temp(self, data: bytes) -> str:
-        # Unique per process and call; O_EXCL guards against a stale file of a dead pid.
-        tmp = os.path.join(self._tmp, f"{os.getpid()}-{next(self._counter)}")
+        tmp = self._temp_name()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             view = memoryview(data)
@@ -67,27 +110,33 @@ class LocalStore(Store):
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        self._parent(path)
-        tmp = self._write_temp(data)
         try:
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
+            self._parent(path)
+            tmp = self._write_temp(data)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+        except OSError as e:
+            raise self._failed(key, e) from None
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         if os.path.exists(path):
             return False
-        self._parent(path)
-        tmp = self._write_temp(data)
         try:
-            os.link(tmp, path)  # fails if the key appeared meanwhile: no overwrite race
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            _unlink_quietly(tmp)
+            self._parent(path)
+            tmp = self._write_temp(data)
+            try:
+                os.link(tmp, path)  # fails if the key appeared meanwhile: no overwrite race
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                _unlink_quietly(tmp)
+        except OSError as e:
+            raise self._failed(key, e) from None
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._path(key))
@@ -103,6 +152,8 @@ class LocalStore(Store):
             names = sorted(os.listdir(directory))
         except (FileNotFoundError, NotADirectoryError):
             return
+        except OSError as e:
+            raise self._failed(f"listing {rel or '/'}", e) from None
         for name in names:
             if not rel and name == ".tmp":
                 continue
@@ -118,6 +169,32 @@ class LocalStore(Store):
             os.unlink(self._path(key))
         except FileNotFoundError:
             raise KeyNotFound(key) from None
+        except OSError as e:
+            raise self._failed(key, e) from None
+
+    def _sweep(self) -> None:
+        """Remove the temp files of writers that are gone: of this boot, whose process no
+        longer runs (or is another process now); of another machine, once a day old."""
+        try:
+            names = os.listdir(self._tmp)
+        except OSError:
+            return
+        for name in names:
+            parts = name.split(".")
+            path = os.path.join(self._tmp, name)
+            if len(parts) == 4 and parts[0] == self._boot and parts[1].isdigit():
+                if _start_time(int(parts[1])) == parts[2]:
+                    continue  # its writer still runs
+            else:
+                try:
+                    if time.time() - os.lstat(path).st_mtime < STALE_FOREIGN:
+                        continue
+                except OSError:
+                    continue
+            try:
+                os.unlink(path)
+            except OSError:
+                pass  # not ours to remove, or gone already
 
 
 def _unlink_quietly(path: str) -> None:

@@ -1,0 +1,196 @@
+"""What a bundle may contain: the one place that says so.
+
+Upload, download, commit, the writable overlay and the mounts all ask here, so a
+bundle one of them accepts is a bundle every other one can serve. Each check
+returns None when the value is allowed, else a `Problem`: a reason (for a
+message) and the errno a file system would answer. Callers wrap it in their own
+error (IntegrityError for store content, a user error for an upload, FsError in
+a mount), so the rule itself is written once.
+
+Symlinks. A target is relative; all its ".." components come first, and there
+are no more of them than the directories between the bundle's root and the
+link. So `../shared/x` is fine in `a/`, and `x/../y` is refused anywhere. This
+local rule is enough to keep every link inside the bundle, also through other
+links: resolution starts in the link's directory, climbs at most to the root,
+then only descends; a link met on the way down is followed from its own
+directory, where the same rule holds. (Checking a target as text against its
+path is not enough: with `l -> .` the target `l/../..` climbs one level more
+than it reads.) Nothing has to be looked up, so the rule costs the same for one
+link as in a bundle of a million.
+
+Totals. A directory entry carries the bytes and files below it, and the bundle
+record those of its root. Readers check that a directory's entries add up to
+what its entry claims before they descend into it, so the work a hostile tree
+can cause (directories referencing one another: 25 objects make 2**24 paths) is
+bounded by what the bundle record claims.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+MAX_NAME_BYTES = 255
+MAX_TARGET_BYTES = 4096
+MAX_DEPTH = 256  # names in a path
+MAX_CHUNK_BYTES = 64 << 20  # a chunk reference claiming more is hostile
+# Directories carry no count of the directories below them; a walk meeting more
+# directories than this beyond the bundle's files stops (a tree of empty
+# directories referencing one another would otherwise never end).
+MAX_EXTRA_DIRS = 1_000_000
+MODE_BITS = 0o7777
+PRIVILEGE_BITS = 0o6000  # setuid, setgid: never given to what a download writes
+TIME_MIN, TIME_MAX = -(1 << 63), (1 << 63) - 1  # nanoseconds, as stat keeps them
+SIZE_MAX = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a value is not allowed in a bundle, and the errno a file system answers."""
+
+    reason: str
+    errno: int = errno.EINVAL
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _utf8(text: str | bytes) -> bytes | None:
+    """The strict UTF-8 bytes of a name or target; None when it has none."""
+    try:
+        if isinstance(text, bytes):
+            text.decode("utf-8")
+            return text
+        return text.encode("utf-8")
+    except UnicodeError:
+        return None
+
+
+def name_problem(name: object) -> Problem | None:
+    """Entry names: 1-255 bytes of UTF-8, not '.' or '..', no '/' or NUL."""
+    if not isinstance(name, (str, bytes)):
+        return Problem("a name must be a string")
+    raw = _utf8(name)
+    if raw is None:
+        return Problem("the name is not valid UTF-8", errno.EILSEQ)
+    if len(raw) > MAX_NAME_BYTES:
+        return Problem(f"the name is longer than {MAX_NAME_BYTES} bytes", errno.ENAMETOOLONG)
+    if raw in (b"", b".", b"..") or b"/" in raw or b"\0" in raw:
+        return Problem("the name is empty, '.', '..', or holds '/' or NUL")
+    return None
+
+
+def link_problem(target: object, depth: int) -> Problem | None:
+    """A symlink target, for a link in a directory `depth` names below the root."""
+    if not isinstance(target, (str, bytes)):
+        return Problem("a link target must be a string")
+    raw = _utf8(target)
+    if raw is None:
+        return Problem("the target is not valid UTF-8", errno.EILSEQ)
+    if not raw:
+        return Problem("the target is empty", errno.ENOENT)
+    if b"\0" in raw:
+        return Problem("the target holds NUL")
+    if len(raw) > MAX_TARGET_BYTES:
+        return Problem(f"the target is longer than {MAX_TARGET_BYTES} bytes", errno.ENAMETOOLONG)
+    if raw.startswith(b"/"):
+        return Problem("the target is absolute: it points outside the dataset",
+                       errno.EPERM)
+    climbs, descended = 0, False
+    for part in raw.split(b"/"):
+        if part in (b"", b"."):
+            continue
+        if part != b"..":
+            descended = True
+        elif descended:
+            return Problem("the target climbs ('..') after naming a directory; write it "
+                           "with every '..' first", errno.EPERM)
+        else:
+            climbs += 1
+    if climbs > depth:
+        return Problem("the target points outside the dataset", errno.EPERM)
+    return None
+
+
+def depth_of(path: str) -> int:
+    """Names above an entry at `path` ('a/b/l' is in a directory of depth 2)."""
+    return path.count("/")
+
+
+def mode_problem(mode: object) -> Problem | None:
+    if type(mode) is not int or not 0 <= mode <= MODE_BITS:
+        return Problem("mode out of range")
+    return None
+
+
+def time_problem(ns: object) -> Problem | None:
+    if type(ns) is not int or not TIME_MIN <= ns <= TIME_MAX:
+        return Problem("time out of range")
+    return None
+
+
+def size_problem(size: object) -> Problem | None:
+    if type(size) is not int or not 0 <= size <= SIZE_MAX:
+        return Problem("size out of range")
+    return None
+
+
+def chunk_size_problem(size: object) -> Problem | None:
+    if type(size) is not int or not 0 < size <= MAX_CHUNK_BYTES:
+        return Problem("chunk size out of range")
+    return None
+
+
+def depth_problem(depth: int) -> Problem | None:
+    """For a path of `depth` names."""
+    if depth > MAX_DEPTH:
+        return Problem(f"the tree is more than {MAX_DEPTH} levels deep", errno.ENAMETOOLONG)
+    return None
+
+
+def safe_mode(mode: int) -> int:
+    """The mode a download gives a file or directory: setuid and setgid stripped."""
+    return mode & MODE_BITS & ~PRIVILEGE_BITS
+
+
+class Totals:
+    """Files and bytes below a directory, added up entry by entry (directories count
+    what is below them, symlinks count as files of no bytes). The writer records
+    them; readers compare them with what the directory's entry claims."""
+
+    __slots__ = ("files", "bytes")
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.bytes = 0
+
+    def add(self, kind: str, size: int, files_below: int) -> None:
+        if kind == "dir":
+            self.files += files_below
+            self.bytes += size
+        else:
+            self.files += 1
+            if kind == "file":
+                self.bytes += size
+
+    def problem(self, files: int, size: int) -> Problem | None:
+        if (self.files, self.bytes) != (files, size):
+            return Problem(f"holds {self.files} files and {self.bytes} bytes, but its entry "
+                           f"claims {files} and {size}")
+        return None
+
+
+class WalkBudget:
+    """Bounds a walk of a bundle by what its record claims: directories beyond its
+    files plus MAX_EXTRA_DIRS are refused."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, files: int) -> None:
+        self.left = files + MAX_EXTRA_DIRS
+
+    def directory(self) -> Problem | None:
+        self.left -= 1
+        if self.left < 0:
+            return Problem("the bundle holds far more directories than files")
+        return None
