@@ -10,10 +10,11 @@ likely come.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Awaitable, Callable, Generic, Hashable, TypeVar
 
 import trio
+
+from ..lru import LRU
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -29,12 +30,13 @@ class _Load:
 
 
 class LoadingCache(Generic[K, V]):
-    def __init__(self, max_weight: int, weigh: Callable[[V], int] = lambda value: 1):
-        self.max_weight = max_weight
-        self.weigh = weigh
-        self.weight = 0
-        self._values: OrderedDict[K, tuple[V, int]] = OrderedDict()
+    def __init__(self, max_weight: int, weigh: Callable[[V], int] | None = None):
+        self._values: LRU[K, V] = LRU(max_weight, weigh)
         self._loading: dict[K, _Load] = {}
+
+    @property
+    def weight(self) -> int:
+        return self._values.weight
 
     def __contains__(self, key: K) -> bool:
         return key in self._values
@@ -46,11 +48,7 @@ class LoadingCache(Generic[K, V]):
         return key in self._loading
 
     def cached(self, key: K) -> V | None:
-        hit = self._values.get(key)
-        if hit is None:
-            return None
-        self._values.move_to_end(key)
-        return hit[0]
+        return self._values.get(key)
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         while True:
@@ -79,14 +77,8 @@ class LoadingCache(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
-        if key in self._values:
-            return
-        w = self.weigh(value)
-        self._values[key] = (value, w)
-        self.weight += w
-        while self.weight > self.max_weight and len(self._values) > 1:
-            _, (_, old) = self._values.popitem(last=False)
-            self.weight -= old
+        if key not in self._values:
+            self._values[key] = value
 
     def prefetch(self, key: K, load: Callable[[], Awaitable[V]]) -> None:
         """Start loading `key` in the background, unless it is cached or loading."""

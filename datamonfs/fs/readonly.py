@@ -23,9 +23,10 @@ from ..core import rules
 from ..core.model import DIR, FILE, LINK, Bundle, Entry
 from ..core.repository import Repository
 from ..core.trees import BadEntry, claims_of
-from ..errors import DatamonError, IntegrityError
+from ..errors import DatamonError, IntegrityError, StoreUnavailable
 from .attrs import AttrMaker
 from .content import ContentReader, OpenFile
+from .failures import RecentFailures
 from .inodes import ROOT, DirNode, InodeTable, child_ino
 from .pages import PageCache, PageReader
 
@@ -90,6 +91,7 @@ class ReadOnlyFS(pyfuse3.Operations):
         self.pages = PageCache(PageReader(repo.trees, lenient=True), self.meta_limiter)
         self.content = ContentReader(self.data_limiter)
         self._files: dict[int, OpenFile] = {}
+        self.failures = RecentFailures()
         self._fh = itertools.count(1)
         self.stats = {"lookups": 0, "readdirs": 0, "opens": 0, "reads": 0, "bytes_read": 0,
                       "errors": 0}
@@ -252,12 +254,18 @@ class ReadOnlyFS(pyfuse3.Operations):
         f = self._files.get(fh)
         if f is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        data = await self.content.read(f, off, size)
+        self.failures.check(fh)
+        try:
+            data = await self.content.read(f, off, size)
+        except StoreUnavailable:
+            self.failures.failed(fh)
+            raise
         self.stats["reads"] += 1
         self.stats["bytes_read"] += len(data)
         return data
 
     async def release(self, fh):
+        self.failures.forget(fh)
         f = self._files.pop(fh, None)
         close = getattr(f and f.reader, "close", None)
         if close:

@@ -23,8 +23,9 @@ import pyfuse3
 import trio
 
 from ..core.model import DIR, FILE, LINK
-from ..errors import DatamonError
+from ..errors import DatamonError, StoreUnavailable
 from .attrs import AttrMaker
+from .failures import RecentFailures
 from .overlay import ROOT, Node, Overlay
 from .base_tree import WouldBlock
 from .overlay_db import FsError
@@ -122,6 +123,7 @@ class WritableFS(pyfuse3.Operations):
         self.limiter = trio.CapacityLimiter(threads)
         self.gate = WriteGate()
         self._files: dict[int, int] = {}  # fh -> inode
+        self.failures = RecentFailures()
         self._dirs: dict[int, _DirHandle] = {}
         self._fh = itertools.count(1)
         self.stats = {"lookups": 0, "reads": 0, "bytes_read": 0, "writes": 0,
@@ -326,7 +328,13 @@ class WritableFS(pyfuse3.Operations):
 
     @_guarded
     async def read(self, fh, off, size):
-        data = await self._run(self.ov.read, self._ino(fh), off, size)
+        ino = self._ino(fh)
+        self.failures.check(fh)
+        try:
+            data = await self._run(self.ov.read, ino, off, size)
+        except StoreUnavailable:
+            self.failures.failed(fh)
+            raise
         self.stats["reads"] += 1
         self.stats["bytes_read"] += len(data)
         return data
@@ -345,6 +353,7 @@ class WritableFS(pyfuse3.Operations):
 
     @_guarded
     async def release(self, fh):
+        self.failures.forget(fh)
         ino = self._files.pop(fh, None)
         if ino is not None:
             await self._quick(self.ov.release, ino)
