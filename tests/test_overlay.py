@@ -16,7 +16,7 @@ from datamonfs.core import ingest, trees
 from datamonfs.core.repository import Author, Repository
 from datamonfs.core.stores import open_store
 from datamonfs.fs.overlay import ROOT, Overlay, OverlayInfo
-from datamonfs.fs.overlay_db import FsError
+from datamonfs.fs.vfs import FsError
 
 ADA = Author("Ada", "ada@example.org")
 

@@ -14,7 +14,7 @@ import os
 import shutil
 
 from ..fs.overlay import OverlayInfo, read_info
-from ..fs.overlay_db import FsError
+from ..fs.vfs import FsError
 from .paths import DaemonPaths
 
 log = logging.getLogger(__name__)

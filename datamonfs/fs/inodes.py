@@ -16,8 +16,8 @@ from ..core import rules
 from ..core.trees import Claims
 from ..errors import IntegrityError
 from .pages import Layout
+from .vfs import ROOT  # slot 0 is reserved so no (slot, index) pair collides with it
 
-ROOT = 1  # FUSE's root inode; slot 0 is reserved so no (slot, index) pair collides with it
 INDEX_BITS = 32
 MAX_INDEX = (1 << INDEX_BITS) - 1
 

@@ -41,10 +41,10 @@ from ..core import rules
 from ..core.model import DIR, FILE, LINK, Bundle, Entry
 from ..core.trees import TreeReader
 from .base_tree import BaseTrees
+from .vfs import ROOT
 from .overlay_db import SCHEMA_VERSION, FsError, OverlayDB, Tx
 from .staged_data import OpenReader, StagedData
 
-ROOT = 1
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 DB_NAME, DATA_DIR = "overlay.db", "data"
 

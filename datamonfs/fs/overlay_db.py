@@ -21,6 +21,8 @@ import sqlite3
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from .vfs import FsError
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -50,14 +52,6 @@ CREATE TABLE IF NOT EXISTS extents (
     ino INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
     PRIMARY KEY (ino, start)) WITHOUT ROWID;
 """
-
-
-class FsError(Exception):
-    """A file system error for the FUSE layer: an errno and, for the log, why."""
-
-    def __init__(self, err: int, message: str = ""):
-        super().__init__(message or errno.errorcode.get(err, str(err)))
-        self.errno = err
 
 
 def errno_of(e: sqlite3.Error) -> int:

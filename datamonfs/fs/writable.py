@@ -28,7 +28,7 @@ from .attrs import AttrMaker
 from .failures import RecentFailures
 from .overlay import ROOT, Node, Overlay
 from .base_tree import WouldBlock
-from .overlay_db import FsError
+from .vfs import FsError
 
 log = logging.getLogger(__name__)
 
