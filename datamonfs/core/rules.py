@@ -31,7 +31,7 @@ import errno
 from dataclasses import dataclass
 
 MAX_NAME_BYTES = 255
-MAX_TARGET_BYTES = 4096
+MAX_TARGET_BYTES = 4095  # what symlink(2) takes (PATH_MAX with its NUL)
 MAX_DEPTH = 256  # names in a path
 MAX_CHUNK_BYTES = 64 << 20  # a chunk reference claiming more is hostile
 # Directories carry no count of the directories below them; a walk meeting more
