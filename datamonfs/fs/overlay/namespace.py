@@ -121,32 +121,35 @@ class Namespace:
     def unlink(self, parent_ino: int, name: bytes) -> None:
         with self.lock:
             parent = self._dir(parent_ino)
-            node = self.nodes.find(parent, name)
-            if node is None:
-                raise FsError(errno.ENOENT)
+            node = self._named(parent, name)
             if node.kind == DIR:
                 raise FsError(errno.EISDIR)
-            with self.db.tx() as tx:
-                self.nodes.persist(parent, tx)
-                self.nodes.link_name(tx, parent, name, None)
-                self._unlink_node(tx, node)
+            self._remove(parent, name, node)
 
     def rmdir(self, parent_ino: int, name: bytes) -> None:
         with self.lock:
             parent = self._dir(parent_ino)
-            node = self.nodes.find(parent, name)
-            if node is None:
-                raise FsError(errno.ENOENT)
+            node = self._named(parent, name)
             if node.kind != DIR:
                 raise FsError(errno.ENOTDIR)
             if node.ino == ROOT:
                 raise FsError(errno.EBUSY)
             if not self._empty(node):
                 raise FsError(errno.ENOTEMPTY)
-            with self.db.tx() as tx:
-                self.nodes.persist(parent, tx)
-                self.nodes.link_name(tx, parent, name, None)
-                self._unlink_node(tx, node)
+            self._remove(parent, name, node)
+
+    def _named(self, parent: Node, name: bytes) -> Node:
+        node = self.nodes.find(parent, name)
+        if node is None:
+            raise FsError(errno.ENOENT)
+        return node
+
+    def _remove(self, parent: Node, name: bytes, node: Node) -> None:
+        """One transaction: the name is whited out, its node unlinked."""
+        with self.db.tx() as tx:
+            self.nodes.persist(parent, tx)
+            self.nodes.link_name(tx, parent, name, None)
+            self._unlink_node(tx, node)
 
     def rename(self, old_parent: int, old_name: bytes, new_parent: int, new_name: bytes,
                flags: int = 0) -> None:
@@ -155,9 +158,7 @@ class Namespace:
                 raise FsError(errno.EINVAL, "rename flags other than RENAME_NOREPLACE")
             p1, p2 = self._dir(old_parent), self._dir(new_parent)
             _check_name(new_name)
-            src = self.nodes.find(p1, old_name)
-            if src is None:
-                raise FsError(errno.ENOENT)
+            src = self._named(p1, old_name)
             dst = self.nodes.find(p2, new_name)
             if dst is src:
                 return
