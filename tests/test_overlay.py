@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from datamonfs.core import ingest, trees
 from datamonfs.core.repository import Author, Repository
 from datamonfs.core.stores import open_store
-from datamonfs.fs.overlay import ROOT, Overlay, OverlayInfo
-from datamonfs.fs.vfs import FsError
+from datamonfs.fs.overlay import Overlay, OverlayInfo
+from datamonfs.fs.overlay.db import OverlayDB
+from datamonfs.fs.overlay.schema import DirentRow, ExtentRow, MetaRow, NodeRow
+from datamonfs.fs.vfs import ROOT, FsError
 
 ADA = Author("Ada", "ada@example.org")
 
@@ -122,9 +124,9 @@ def test_a_failed_transaction_leaves_memory_as_the_database(base, tmp_path, monk
         node = ov.lookup(ROOT, b"f")
         before = (node.persisted, node.mode, node.size)
 
-        def full(tx):
+        def full(db, dirty):
             raise sqlite3.OperationalError("database or disk is full")
-        monkeypatch.setattr(ov.db, "flush", full)
+        monkeypatch.setattr(ov.db, "write_dirty", full)
         with pytest.raises(FsError) as e:
             ov.setattr(node.ino, mode=0o600, size=10)
         assert e.value.errno == errno.ENOSPC
@@ -156,3 +158,13 @@ def test_reopening_drops_files_a_crash_left_unlinked(base, tmp_path):
         assert os.listdir(again.data.dir) == []
     finally:
         again.close()
+
+
+def test_each_table_has_the_columns_its_row_type_names(tmp_path):
+    db = OverlayDB(str(tmp_path / "overlay.db"))
+    try:
+        for table, row in (("meta", MetaRow), ("nodes", NodeRow), ("dirents", DirentRow),
+                           ("extents", ExtentRow)):
+            assert {r[1] for r in db.all(f"PRAGMA table_info({table})")} == set(row._fields)
+    finally:
+        db.close()

@@ -1,4 +1,4 @@
-"""Writable mounts (fs/writable.py over fs/overlay.py), each in a process of its own,
+"""Writable mounts (fs/writable.py over fs/overlay/), each in a process of its own,
 on both stores: POSIX errors, staging by ranges, commits that cost what changed,
 open files across a commit."""
 

@@ -88,7 +88,7 @@ def main() -> None:
 
 def _crash_hooks(ov) -> None:
     """DATAMONFS_HARNESS_CRASH=STEP: SIGKILL this process at that step of a commit."""
-    from datamonfs.fs import overlay_commit
+    import datamonfs.fs.overlay.commit as overlay_commit
 
     step = os.environ.get("DATAMONFS_HARNESS_CRASH")
 

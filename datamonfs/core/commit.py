@@ -2,7 +2,7 @@
 
 The caller (the writable mount's overlay) describes the new tree as changes to
 a base tree: a `NewDir` lists, in name order, the names that differ from its
-base directory (a new node, or None to remove the base entry); every name it
+base directory (a `Change`, or None to remove the base entry); every name it
 does not list keeps its base entry as it is. So an untouched subtree keeps its
 tree address without being read, a renamed directory (`Keep`) keeps its whole
 subtree, and only directories on the path to a change are written again.
@@ -73,16 +73,16 @@ class NewFile:
 @dataclass(frozen=True)
 class NewDir:
     """A directory as its base tree (None: empty) plus changes: `changes()` yields
-    (name, node or None) in strictly increasing name order; None removes the name."""
+    (name, change or None) in strictly increasing name order; None removes the name."""
 
     mode: int
     mtime: int
     base: str | None
-    changes: Callable[[], Iterable[tuple[str, "Node | None"]]]
+    changes: Callable[[], Iterable[tuple[str, "Change | None"]]]
     key: object = None
 
 
-Node = Union[Keep, NewLink, NewFile, NewDir]
+Change = Union[Keep, NewLink, NewFile, NewDir]  # what a name of a NewDir becomes
 OnEntry = Callable[[object, Entry], None]
 
 
@@ -122,23 +122,24 @@ class TreeCommit:
             raise
         return entry
 
-    def _node(self, name: str, node: Node, rel: str) -> Entry:
+    def _change(self, name: str, change: Change, rel: str) -> Entry:
         _refuse(rules.depth_problem(rel.count("/") + 1), rel)
-        if isinstance(node, Keep):
-            entry = Entry(**{**node.entry.__dict__, "name": name})
+        if isinstance(change, Keep):
+            entry = Entry(**{**change.entry.__dict__, "name": name})
             self._check_kept(entry, rel)
-        elif isinstance(node, NewDir):
-            entry = self._dir(name, node, rel)
-        elif isinstance(node, NewFile):
-            entry = self._file(name, node, rel)
-        elif isinstance(node, NewLink):
-            _refuse(rules.link_problem(node.target, rules.depth_of(rel)), f"{rel} -> {node.target}")
-            entry = Entry(name, LINK, node.mode, node.mtime, len(node.target.encode()),
-                          target=node.target)
+        elif isinstance(change, NewDir):
+            entry = self._dir(name, change, rel)
+        elif isinstance(change, NewFile):
+            entry = self._file(name, change, rel)
+        elif isinstance(change, NewLink):
+            _refuse(rules.link_problem(change.target, rules.depth_of(rel)),
+                    f"{rel} -> {change.target}")
+            entry = Entry(name, LINK, change.mode, change.mtime, len(change.target.encode()),
+                          target=change.target)
         else:
-            raise TypeError(f"not a change: {node!r}")
-        if self.on_entry is not None and node.key is not None:
-            self.on_entry(node.key, entry)
+            raise TypeError(f"not a change: {change!r}")
+        if self.on_entry is not None and change.key is not None:
+            self.on_entry(change.key, entry)
         return entry
 
     def _check_kept(self, entry: Entry, rel: str) -> None:
@@ -162,7 +163,7 @@ class TreeCommit:
                 builder.add(old)
             elif new is not None:
                 child_rel = f"{rel}/{bname}" if rel else bname
-                builder.add(self._node(bname, new, child_rel))
+                builder.add(self._change(bname, new, child_rel))
         return builder.dir_entry(name, d.mode, d.mtime)
 
     # -- files ---------------------------------------------------------------
@@ -245,12 +246,12 @@ def cut_range(read: ReadFn, start: int, end: int, rel: str = "") -> Iterator[byt
 _WINDOW_MARGIN = 64
 
 
-def _merge(base: Iterator[Entry], changes: Iterable[tuple[str, Node | None]], rel: str):
+def _merge(base: Iterator[Entry], changes: Iterable[tuple[str, Change | None]], rel: str):
     """(name, base entry, change, changed?) in name order over a base listing and changes."""
     changes = iter(changes)
     old = next(base, None)
     last = None
-    for name, node in changes:
+    for name, change in changes:
         if last is not None and name <= last:
             raise ValueError(f"changes of {rel or '/'} are not in strictly increasing name order")
         last = name
@@ -259,10 +260,10 @@ def _merge(base: Iterator[Entry], changes: Iterable[tuple[str, Node | None]], re
             yield old.name, old, None, False
             old = next(base, None)
         if old is not None and old.name == name:
-            yield name, old, node, True
+            yield name, old, change, True
             old = next(base, None)
         else:
-            yield name, None, node, True
+            yield name, None, change, True
     while old is not None:
         yield old.name, old, None, False
         old = next(base, None)
@@ -353,5 +354,5 @@ def empty_dir(mode: int = 0o755, mtime: int = 0) -> NewDir:
     return NewDir(mode, mtime, None, _empty_changes)
 
 
-__all__ = ["CommitError", "CommitResult", "CommitStats", "Keep", "NewDir", "NewFile", "NewLink",
-           "TreeCommit", "bundle_id", "commit", "empty_dir", "prepare", "publish"]
+__all__ = ["Change", "CommitError", "CommitResult", "CommitStats", "Keep", "NewDir", "NewFile",
+           "NewLink", "TreeCommit", "bundle_id", "commit", "empty_dir", "prepare", "publish"]

@@ -1,7 +1,7 @@
 """Where the daemon keeps the overlays of writable mounts, and finding them again.
 
 One overlay per mountpoint, in STATE/overlays/<hash of the mountpoint>/ (see
-fs/overlay.py). The overlay records its own mountpoint, repo, branch and bundle,
+fs/overlay/). The overlay records its own mountpoint, repo, branch and bundle,
 so a daemon that starts after a crash finds every overlay by listing this
 directory, even one its mount registry no longer names.
 """
@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 
-from ..fs.overlay import OverlayInfo, read_info
+from ..fs.overlay import DB_NAME, OverlayInfo, read_info
 from ..fs.vfs import FsError
 from .paths import DaemonPaths
 
@@ -29,7 +29,7 @@ def overlay_dir(paths: DaemonPaths, mountpoint: str) -> str:
 
 
 def exists(directory: str) -> bool:
-    return os.path.exists(os.path.join(directory, "overlay.db"))
+    return os.path.exists(os.path.join(directory, DB_NAME))
 
 
 def scan(paths: DaemonPaths) -> list[tuple[str, OverlayInfo]]:

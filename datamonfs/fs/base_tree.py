@@ -10,12 +10,12 @@ shared by every directory that shares a page. Thread-safe.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
 
 from ..core.model import Entry
 from ..core.trees import TreeReader
+from ..lru import LRU
 from .pages import Layout, Page, PageReader
 
 
@@ -31,11 +31,9 @@ class WouldBlock(Exception):
 class BaseTrees:
     def __init__(self, trees: TreeReader, max_pages: int = 512, max_layouts: int = 4096):
         self.reader = PageReader(trees)
-        self.max_pages = max_pages
-        self.max_layouts = max_layouts
-        self._layouts: OrderedDict[str, Layout] = OrderedDict()
-        self._pages: OrderedDict[str, Page] = OrderedDict()
-        self._lock = threading.Lock()
+        self._layouts: LRU[str, Layout] = LRU(max_layouts)
+        self._pages: LRU[str, Page] = LRU(max_pages)
+        self._lock = threading.Lock()  # LRU is not thread-safe
         self._local = threading.local()
 
     @contextmanager
@@ -63,16 +61,13 @@ class BaseTrees:
         with self._lock:
             layout = self._layouts.get(tree)
             if layout is not None:
-                self._layouts.move_to_end(tree)
                 return layout
         self._miss(tree)
         layout, page = self.reader.layout(tree)
         with self._lock:
             self._layouts[tree] = layout
-            if len(self._layouts) > self.max_layouts:
-                self._layouts.popitem(last=False)
             if page is not None:
-                self._keep(tree, page)
+                self._pages[tree] = page
         return layout
 
     def _page(self, layout: Layout, i: int) -> Page:
@@ -80,18 +75,12 @@ class BaseTrees:
         with self._lock:
             page = self._pages.get(addr)
             if page is not None:
-                self._pages.move_to_end(addr)
                 return page
         self._miss(layout.tree, layout, i)
         page = self.reader.page(layout, i)
         with self._lock:
-            self._keep(addr, page)
+            self._pages[addr] = page
         return page
-
-    def _keep(self, addr: str, page: Page) -> None:
-        self._pages[addr] = page
-        if len(self._pages) > self.max_pages:
-            self._pages.popitem(last=False)
 
     def lookup(self, tree: str, name: str) -> Entry | None:
         layout = self._layout(tree)

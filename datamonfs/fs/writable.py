@@ -26,9 +26,9 @@ from ..core.model import DIR, FILE, LINK
 from ..errors import DatamonError, StoreUnavailable
 from .attrs import AttrMaker
 from .failures import RecentFailures
-from .overlay import ROOT, Node, Overlay
+from .overlay import Node, Overlay
 from .base_tree import WouldBlock
-from .vfs import FsError
+from .vfs import ROOT, FsError
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class WritableFS(pyfuse3.Operations):
             node = await self._quick(self.ov.get, parent_inode)
             if name == b"..":
                 node = await self._quick(self.ov.get, node.parent)
-            self.ov.ref(node.ino)
+            self.ov.count_lookup(node.ino)
             return self._attr(node)
         return self._attr(await self._quick(self.ov.lookup, parent_inode, name))
 
@@ -220,7 +220,7 @@ class WritableFS(pyfuse3.Operations):
                     handed[off] = name
                     if not pyfuse3.readdir_reply(token, name, self._attr(node), off):
                         return
-                    self.ov.ref(node.ino)
+                    self.ov.count_lookup(node.ino)
                     after = name
                 if len(batch) < READDIR_BATCH:
                     return

@@ -18,9 +18,7 @@ from ..cache import FileReader
 from ..core.chunks import ChunkReader
 from ..core.repository import BRANCH, Author, Repository
 from ..errors import AlreadyExists, NotFound
-from .overlay import DB_NAME, Overlay, OverlayInfo
-from .overlay_changes import status
-from .overlay_commit import commit_overlay, open_overlay
+from .overlay import DB_NAME, Overlay, OverlayInfo, commit_overlay, open_overlay, status
 from .writable import WritableFS
 
 STATUS_LIMIT = 1000  # changes listed in one reply; the counts cover them all

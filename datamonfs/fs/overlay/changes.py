@@ -8,28 +8,25 @@ time in name order, so a huge overlay is never held in memory.
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Iterator
 
-from ..core.commit import Keep, NewDir, NewFile, NewLink, Node as Change
-from ..core.model import DIR, FILE, LINK, Entry
-from .overlay import ROOT, Overlay
+from ...core.commit import Change, Keep, NewDir, NewFile, NewLink
+from ...core.model import DIR, FILE, LINK, Entry
+from ..vfs import ROOT
+from .nodes import Node
+from .overlay import Overlay
 
 BATCH = 512
-_COLUMNS = "n.ino, n.kind, n.mode, n.mtime, n.size, n.target, n.tree, n.origin, n.staged, n.base_limit"
 
 
-def _children(ov: Overlay, parent: int) -> Iterator[tuple[bytes, tuple | None]]:
-    """(name, row or None for a whiteout) of a directory's rows, in name order."""
+def _children(ov: Overlay, parent: int) -> Iterator[tuple[bytes, Node | None]]:
+    """(name, node as stored or None for a whiteout) of a directory's rows, in name order."""
     last = b""
     while True:
         with ov.lock:
-            rows = ov.db.all(f"SELECT d.name, d.ino IS NULL, {_COLUMNS} FROM dirents d "
-                             "LEFT JOIN nodes n ON n.ino = d.ino WHERE d.parent = ? AND d.name > ? "
-                             f"ORDER BY d.name LIMIT {BATCH}", (parent, last))
-        for name, whiteout, *row in rows:
-            yield name, None if whiteout else tuple(row)
+            rows = ov.nodes.children(parent, last, BATCH)
+        yield from rows
         if len(rows) < BATCH:
             return
         last = rows[-1][0]
@@ -37,11 +34,7 @@ def _children(ov: Overlay, parent: int) -> Iterator[tuple[bytes, tuple | None]]:
 
 def _has_rows(ov: Overlay, parent: int) -> bool:
     with ov.lock:
-        return ov.db.one("SELECT 1 FROM dirents WHERE parent = ? LIMIT 1", (parent,)) is not None
-
-
-def _origin(raw: str | None) -> Entry | None:
-    return Entry.from_obj(json.loads(raw), "overlay") if raw else None
+        return ov.nodes.has_children(parent)
 
 
 # -- the commit description ------------------------------------------------------
@@ -57,33 +50,32 @@ def describe(ov: Overlay) -> NewDir | Keep:
 
 
 def _changes(ov: Overlay, parent: int) -> Iterator[tuple[str, Change | None]]:
-    for name, row in _children(ov, parent):
-        yield name.decode("utf-8"), None if row is None else _change(ov, row)
+    for name, node in _children(ov, parent):
+        yield name.decode("utf-8"), None if node is None else _change(ov, node)
 
 
-def _change(ov: Overlay, row: tuple) -> Change:
-    ino, kind, mode, mtime, size, target, tree, origin_raw, staged, base_limit = row
-    origin = _origin(origin_raw)
+def _change(ov: Overlay, node: Node) -> Change:
+    ino, kind, mode, mtime, origin = node.ino, node.kind, node.mode, node.mtime, node.origin
     same_meta = origin is not None and origin.kind == kind and (origin.mode, origin.mtime) == (mode, mtime)
     if kind == DIR:
         if same_meta and not _has_rows(ov, ino):
             return Keep(origin, ino)  # renamed or only on the path to a change: same tree
-        return NewDir(mode, mtime, tree, partial(_changes, ov, ino), ino)
+        return NewDir(mode, mtime, node.tree, partial(_changes, ov, ino), ino)
     if kind == LINK:
-        if same_meta and origin.target == target:
+        if same_meta and origin.target == node.target:
             return Keep(origin, ino)
-        return NewLink(target, mode, mtime, ino)
+        return NewLink(node.target, mode, mtime, ino)
     base = origin if origin is not None and origin.kind == FILE else None
     changed = []
-    span = ov.changed_span(ino) if staged else None
+    span = ov.changed_span(ino) if node.staged else None
     if span:
         changed.append(span)
-    if base is not None and base_limit < size:
-        changed.append((base_limit, size))  # reads as zeros where the base had bytes
-    if same_meta and not changed and size == origin.size:
+    if base is not None and node.base_limit < node.size:
+        changed.append((node.base_limit, node.size))  # reads as zeros where the base had bytes
+    if same_meta and not changed and node.size == origin.size:
         return Keep(origin, ino)
     read = partial(ov.read, ino, keep=False)
-    return NewFile(mode, mtime, size, lambda off, n: read(off, n), base, tuple(changed), ino)
+    return NewFile(mode, mtime, node.size, lambda off, n: read(off, n), base, tuple(changed), ino)
 
 
 # -- status --------------------------------------------------------------------
@@ -106,26 +98,25 @@ def _line(path: str, change: str, kind: str, size: int) -> dict:
 
 
 def _status_dir(ov: Overlay, ino: int, tree: str | None, prefix: str) -> Iterator[dict]:
-    for name, row in _children(ov, ino):
+    for name, node in _children(ov, ino):
         text = name.decode("utf-8")
         path = prefix + text
         was = ov.base.lookup(tree, text) if tree else None
-        if row is None:
+        if node is None:
             if was is not None:
                 yield _line(path, DELETED, was.kind, was.size)
             continue
-        child, kind, mode, mtime, size, target, ctree, origin_raw, staged, base_limit = row
-        origin = _origin(origin_raw)
-        if was is not None and origin == was and kind == was.kind:
+        kind, size = node.kind, node.size
+        if was is not None and node.origin == was and kind == was.kind:
             if kind == DIR:
-                if mode != was.mode:
+                if node.mode != was.mode:
                     yield _line(path, MODIFIED, DIR, 0)
-                yield from _status_dir(ov, child, ctree, path + "/")
-            elif isinstance(_change(ov, row), Keep) is False:
+                yield from _status_dir(ov, node.ino, node.tree, path + "/")
+            elif isinstance(_change(ov, node), Keep) is False:
                 yield _line(path, MODIFIED, kind, size)
             continue
         if was is not None:
             yield _line(path, DELETED, was.kind, was.size)
         yield _line(path, ADDED, kind, size if kind != DIR else 0)
         if kind == DIR:
-            yield from _status_dir(ov, child, ctree, path + "/")
+            yield from _status_dir(ov, node.ino, node.tree, path + "/")

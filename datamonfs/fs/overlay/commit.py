@@ -3,9 +3,9 @@
 Order, so that a kill at any point loses nothing and duplicates nothing:
 
     1. core.commit.prepare    chunks and trees stored; the bundle is known, unnamed
-    2. overlay.set_pending    the bundle record is kept in the overlay (fsynced)
+    2. Overlay.set_pending    the bundle record is kept in the overlay (fsynced)
     3. core.commit.publish    bundle record, then branch (and label) records
-    4. overlay.rebase         the overlay is emptied onto the new bundle
+    4. Overlay.rebase         the overlay is emptied onto the new bundle
 
 Killed before 2: the overlay is intact, stored objects are reused by the next
 try. Killed after 2: the next open finishes 3 and 4 (`finish_pending`), so a
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 
-from ..core.commit import CommitResult, bundle_id, prepare, publish
-from ..core.model import Bundle, Entry
-from ..core.repository import BRANCH, LABEL, Author, Repository
-from ..errors import IntegrityError, NotFound
-from .overlay import DB_NAME, OpenReader, Overlay, OverlayInfo
-from .overlay_changes import describe
+from ...core.commit import CommitResult, bundle_id, prepare, publish
+from ...core.model import Bundle, Entry
+from ...core.repository import BRANCH, LABEL, Author, Repository
+from ...errors import IntegrityError, NotFound
+from .changes import describe
+from .content import OpenReader
+from .overlay import DB_NAME, Overlay, OverlayInfo
 
 
 def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,

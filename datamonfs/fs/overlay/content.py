@@ -1,14 +1,18 @@
-"""Staged file content: written ranges only, in a sparse data file per file.
+"""File content: where a FUSE write is staged, and how a read puts a file together.
 
-`data/INO` holds the bytes written to inode INO at their own offsets; the
-`extents` rows say which ranges of it are real (disjoint, never adjacent). A
-read takes written ranges from the data file, and the rest from the file's
-base content below its `base_limit`, else zeros. So writing 4 bytes into a
-10 GiB base file stages 4 bytes, and a truncate only moves numbers.
+`data/INO` holds the bytes written to inode INO at their own offsets (a sparse
+file); the `extents` rows say which ranges of it are real (disjoint, never
+adjacent; nodes.Extents). A read takes written ranges from the data file, and the
+rest from the file's base content below its `base_limit`, else zeros. So writing
+4 bytes into a 10 GiB base file stages 4 bytes, and a truncate only moves numbers.
 
-Bytes are written before the extent that makes them visible, so a crash leaves
-at worst written bytes nobody points at. Callers hold the overlay's lock, except
-for `assemble`, which reads base content (perhaps from the store) without it.
+`Content.write` (a FUSE write) writes the bytes to the data file first, then
+records the extent that shows them in one transaction, so a crash leaves at worst
+written bytes nobody points at. Data files are deleted only after the rows that
+name them (`StagedData.drop`, after the transaction commits).
+
+`StagedData` is called with the overlay's lock held, except `assemble`, which reads
+base content (perhaps from the store) without it.
 """
 
 from __future__ import annotations
@@ -16,33 +20,42 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections import OrderedDict
 from typing import Callable, Protocol
 
-from ..core.model import Entry
-from ..core.trees import TreeReader
-from .overlay_db import FsError, OverlayDB
+from ...core.model import DIR, FILE, Entry
+from ...core.trees import TreeReader
+from ...lru import LRU
+from ..vfs import FsError
+from .db import OverlayDB, Tx
+from .nodes import Extents, NodeCache, now
 
 MAX_FDS = 128  # open data files; more are closed least recently used first
 MAX_READERS = 64
 RESERVE_MIN, RESERVE_MAX = 1 << 20, 64 << 20  # free space kept for the database
 
 
-class ContentReader(Protocol):
+class RangeReader(Protocol):
+    """A base file's bytes (the block cache's FileReader)."""
+
     def read(self, offset: int, length: int) -> bytes: ...
 
 
-OpenReader = Callable[[list[tuple[str, int]]], ContentReader]
+OpenReader = Callable[[list[tuple[str, int]]], RangeReader]
+
+
+def _close_fd(ino: int, fd: int) -> None:
+    os.close(fd)
 
 
 class StagedData:
-    def __init__(self, directory: str, db: OverlayDB, trees: TreeReader, open_reader: OpenReader):
+    def __init__(self, directory: str, extents: Extents, trees: TreeReader,
+                 open_reader: OpenReader):
         self.dir = directory
-        self.db = db
+        self.extents = extents
         self.trees = trees
         self.open_reader = open_reader
-        self._fds: OrderedDict[int, int] = OrderedDict()
-        self._readers: OrderedDict[int, tuple[Entry, ContentReader]] = OrderedDict()
+        self._fds: LRU[int, int] = LRU(MAX_FDS, dispose=_close_fd)
+        self._readers: LRU[int, tuple[Entry, RangeReader]] = LRU(MAX_READERS)
         self._readers_lock = threading.Lock()
 
     # -- writing -----------------------------------------------------------------
@@ -61,31 +74,14 @@ class StagedData:
         except OSError as e:
             raise FsError(e.errno or errno.EIO, f"writing staged data: {e}") from None
 
-    def add_extent(self, ino: int, start: int, end: int) -> None:
-        """Record [start, end) as written, merged with what it overlaps or touches.
-        Inside a transaction."""
-        c = self.db.conn
-        row = c.execute("SELECT start, end FROM extents WHERE ino = ? AND start <= ? "
-                        "ORDER BY start DESC LIMIT 1", (ino, start)).fetchone()
-        if row is not None and row[1] >= start:
-            start, end = row[0], max(end, row[1])
-        row = c.execute("SELECT max(end) FROM extents WHERE ino = ? AND start >= ? AND start <= ?",
-                        (ino, start, end)).fetchone()
-        if row[0] is not None:
-            end = max(end, row[0])
-        c.execute("DELETE FROM extents WHERE ino = ? AND start >= ? AND start <= ?",
-                  (ino, start, end))
-        c.execute("INSERT INTO extents VALUES (?, ?, ?)", (ino, start, end))
+    def truncate(self, tx: Tx, ino: int, size: int, staged: bool) -> None:
+        """Forget written bytes at and past `size`, in a transaction; the data file's
+        space past it is given back once that commits."""
+        self.extents.truncate(ino, size)
+        if staged:
+            tx.after(lambda: self._shrink(ino, size))
 
-    def truncate(self, ino: int, size: int) -> None:
-        """Forget written bytes at and past `size`. Inside a transaction."""
-        c = self.db.conn
-        c.execute("DELETE FROM extents WHERE ino = ? AND start >= ?", (ino, size))
-        c.execute("UPDATE extents SET end = ? WHERE ino = ? AND start < ? AND end > ?",
-                  (size, ino, size, size))
-
-    def shrink(self, ino: int, size: int) -> None:
-        """Give back the space past `size` (after the truncate is committed)."""
+    def _shrink(self, ino: int, size: int) -> None:
         try:
             os.truncate(os.path.join(self.dir, str(ino)), size)
         except OSError:
@@ -93,27 +89,11 @@ class StagedData:
 
     # -- reading -----------------------------------------------------------------
 
-    def extents(self, ino: int, start: int, end: int) -> list[tuple[int, int]]:
-        """Written ranges overlapping [start, end), clipped to it."""
-        rows = []
-        first = self.db.one("SELECT start, end FROM extents WHERE ino = ? AND start <= ? "
-                            "ORDER BY start DESC LIMIT 1", (ino, start))
-        if first is not None and first[1] > start:
-            rows.append(first)
-        rows += self.db.all("SELECT start, end FROM extents WHERE ino = ? AND start > ? "
-                            "AND start < ? ORDER BY start", (ino, start, end))
-        return [(max(a, start), min(b, end)) for a, b in rows]
-
-    def changed_span(self, ino: int) -> tuple[int, int] | None:
-        """From the first written byte to the end of the last written range."""
-        row = self.db.one("SELECT min(start), max(end) FROM extents WHERE ino = ?", (ino,))
-        return None if row[0] is None else (row[0], row[1])
-
     def pieces(self, ino: int, start: int, end: int, staged: bool) -> list:
         """[start, end) as written bytes, and (a, b) gaps for `assemble` to fill."""
         out: list = []
         pos = start
-        for a, b in (self.extents(ino, start, end) if staged else ()):
+        for a, b in (self.extents.within(ino, start, end) if staged else ()):
             if a > pos:
                 out.append((pos, a))
             data = os.pread(self._fd(ino), b - a, a)
@@ -140,17 +120,14 @@ class StagedData:
                 out.append(bytes(b - a))
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _reader(self, ino: int, origin: Entry) -> ContentReader:
+    def _reader(self, ino: int, origin: Entry) -> RangeReader:
         with self._readers_lock:
             hit = self._readers.get(ino)
             if hit is not None and hit[0] is origin:
-                self._readers.move_to_end(ino)
                 return hit[1]
         reader = self.open_reader(self.trees.chunks(origin))
         with self._readers_lock:
             self._readers[ino] = (origin, reader)
-            if len(self._readers) > MAX_READERS:
-                self._readers.popitem(last=False)
         return reader
 
     # -- files -------------------------------------------------------------------
@@ -179,19 +156,13 @@ class StagedData:
             except OSError as e:
                 raise FsError(e.errno or errno.EIO, f"staged data of inode {ino}: {e}") from None
             self._fds[ino] = fd
-            while len(self._fds) > MAX_FDS:
-                os.close(self._fds.popitem(last=False)[1])
-        else:
-            self._fds.move_to_end(ino)
         return fd
 
     def forget(self, ino: int) -> None:
         """Close what is kept open for a file the kernel no longer knows."""
-        fd = self._fds.pop(ino, None)
-        if fd is not None:
-            os.close(fd)
+        self._fds.pop(ino)
         with self._readers_lock:
-            self._readers.pop(ino, None)
+            self._readers.pop(ino)
 
     def drop(self, ino: int) -> None:
         """Delete a file's staged bytes (after the rows naming them are gone)."""
@@ -211,6 +182,67 @@ class StagedData:
                     pass
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
         self._fds.clear()
+
+
+class Content:
+    """The reads, writes and syncs of `Overlay` (overlay.py), which it is a part of."""
+
+    lock: threading.RLock
+    db: OverlayDB
+    nodes: NodeCache
+    data: StagedData
+
+    def write(self, ino: int, offset: int, data: bytes) -> int:
+        """A FUSE write: bytes into data/INO, then (one transaction) the extent that
+        shows them and the file's new size and times."""
+        with self.lock:
+            node = self.nodes.get(ino)
+            if node.kind != FILE:
+                raise FsError(errno.EBADF)
+            self.data.check_space(len(data))
+            if not (node.persisted and node.staged):
+                with self.db.tx() as tx:
+                    self.nodes.persist(node, tx)
+                    tx.set(node, staged=True)
+            n = self.data.pwrite(ino, offset, data)
+            if n:
+                t = now()
+                with self.db.tx() as tx:
+                    self.data.extents.add(ino, offset, offset + n)
+                    tx.set(node, size=max(node.size, offset + n), mtime=t, ctime=t)
+            return n
+
+    def read(self, ino: int, offset: int, length: int, keep: bool = True) -> bytes:
+        """Bytes of a file as staged: written ranges, else the base's, else zeros."""
+        with self.lock:
+            node = self.nodes.get(ino, keep)
+            if node.kind != FILE:
+                raise FsError(errno.EISDIR if node.kind == DIR else errno.EINVAL)
+            end = min(offset + length, node.size)
+            if offset >= end:
+                return b""
+            pieces = self.data.pieces(ino, offset, end, node.staged)
+            limit, origin = node.base_limit, node.origin
+        return self.data.assemble(ino, pieces, limit, origin)  # base bytes: outside the lock
+
+    def changed_span(self, ino: int) -> tuple[int, int] | None:
+        with self.lock:
+            return self.data.extents.span(ino)
+
+    def fsync(self, ino: int | None = None) -> None:
+        """Make a file's staged data and every committed change durable. Holds the lock
+        only to find the file: the syncs themselves may take a while."""
+        with self.lock:
+            node = self.nodes.cached(ino) if ino is not None else None
+            fd = self.data.dup_fd(node.ino) if node is not None and node.staged else None
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.data.sync_names()
+        self.db.sync_log()
+
+    def space(self) -> os.statvfs_result:
+        return self.data.space()

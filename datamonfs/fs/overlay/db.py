@@ -1,15 +1,20 @@
-"""The overlay's SQLite database: schema, transactions, and errors as errno values.
+"""The overlay's SQLite connection: transactions, durability and small meta values.
 
-One database per writable mount (stdlib sqlite3, WAL). Every namespace change is
-one transaction, so a SIGKILL leaves the database as it was after the last
-committed change, never half of one. Commits run with synchronous=NORMAL: a
-committed transaction survives the process dying (it is in the WAL, in the page
-cache); `sync_log` (what fsync on a file of the mount does) and `sync` make
-everything committed so far survive a power loss too.
+One database per writable mount (stdlib sqlite3, WAL; its tables are in
+schema.py). Every namespace change is one transaction, so a SIGKILL leaves the
+database as it was after the last committed change, never half of one. Commits
+run with synchronous=NORMAL: a committed transaction survives the process dying
+(it is in the WAL, in the page cache); `sync_log` (what fsync on a file of the
+mount does) and `sync` make everything committed so far survive a power loss too.
 
-In-memory copies of rows (the overlay's Node objects) are changed inside a
-transaction through `Tx.touch`: when the transaction fails (a full disk), they
-are put back as they were, so memory never disagrees with the database.
+In-memory copies of rows (the overlay's nodes) are changed inside a transaction
+through `Tx.touch` and `Tx.set`: when the transaction fails (a full disk), they are
+put back as they were, so memory never disagrees with the database. Their rows are
+written by the `write_dirty` hook the database is opened with (nodes.write_dirty),
+just before the transaction commits.
+
+SQL here: transactions and the `meta` table. The other tables' statements are all
+in nodes.py.
 """
 
 from __future__ import annotations
@@ -21,37 +26,8 @@ import sqlite3
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from .vfs import FsError
-
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- Every node that differs from the base tree, or lies on the path to one that does.
-CREATE TABLE IF NOT EXISTS nodes (
-    ino INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,                 -- file, dir, link
-    mode INTEGER NOT NULL,
-    mtime INTEGER NOT NULL,             -- ns
-    ctime INTEGER NOT NULL,             -- ns
-    size INTEGER NOT NULL,              -- files: bytes; links: target bytes
-    target TEXT,                        -- links
-    tree TEXT,                          -- dirs: the base tree its listing starts from
-    origin TEXT,                        -- the base entry it started as (JSON), or NULL
-    staged INTEGER NOT NULL DEFAULT 0,  -- files: written ranges live in data/INO
-    base_limit INTEGER NOT NULL DEFAULT 0,  -- files: origin bytes show below this offset
-    nlink INTEGER NOT NULL DEFAULT 1    -- 0: unlinked but still open
-);
--- A directory's names that differ from its base tree; ino NULL is a whiteout.
-CREATE TABLE IF NOT EXISTS dirents (
-    parent INTEGER NOT NULL, name BLOB NOT NULL, ino INTEGER,
-    PRIMARY KEY (parent, name)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dirents_by_ino ON dirents (ino) WHERE ino IS NOT NULL;
--- Written byte ranges [start, end) of staged files: disjoint, never adjacent.
-CREATE TABLE IF NOT EXISTS extents (
-    ino INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
-    PRIMARY KEY (ino, start)) WITHOUT ROWID;
-"""
+from ..vfs import FsError
+from .schema import SCHEMA, MetaRow, columns, params
 
 
 def errno_of(e: sqlite3.Error) -> int:
@@ -70,11 +46,22 @@ class Tx:
         self._after: list[Callable[[], None]] = []
         self.dirty: dict[int, Any] = {}  # objects whose row must be written before commit
 
-    def touch(self, obj: object, dirty: bool = True) -> None:
+    def touch(self, obj: object) -> None:
+        """`obj` (with __slots__) is about to change: restored if this transaction
+        fails, its row written if it commits."""
         if id(obj) not in self._saved:
             self._saved[id(obj)] = (obj, {s: getattr(obj, s) for s in obj.__slots__})
-        if dirty:
-            self.dirty[id(obj)] = obj
+        self.dirty[id(obj)] = obj
+
+    def set(self, obj: object, **fields: Any) -> None:
+        """Change fields of `obj` within this transaction (see `touch`)."""
+        self.touch(obj)
+        for k, v in fields.items():
+            setattr(obj, k, v)
+
+    def new(self, obj: object) -> None:
+        """A new object whose row this transaction writes (nothing to restore)."""
+        self.dirty[id(obj)] = obj
 
     def undo(self, fn: Callable[[], None]) -> None:
         self._undo.append(fn)
@@ -90,8 +77,15 @@ class Tx:
             fn()
 
 
+WriteDirty = Callable[["OverlayDB", list], None]
+
+_PUT_META = f"INSERT OR REPLACE INTO meta ({columns(MetaRow)}) VALUES ({params(MetaRow)})"
+
+
 class OverlayDB:
-    def __init__(self, path: str):
+    def __init__(self, path: str, write_dirty: WriteDirty | None = None):
+        """`write_dirty(db, objects)` writes the rows of the objects a transaction
+        touched, inside it; without one, a transaction may touch nothing."""
         self.path = path
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                     timeout=30)
@@ -103,11 +97,12 @@ class OverlayDB:
             self.conn.close()
             raise FsError(errno_of(e), f"cannot open overlay database {path}: {e}") from None
         self._in_tx = False
-        self.flush: Callable[[Tx], None] = lambda tx: None  # writes tx.dirty (set by the overlay)
+        self.write_dirty = write_dirty
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
-        """A write transaction; nested uses join the outer one."""
+        """A write transaction. Transactions do not nest: one begun inside another is
+        a RuntimeError (so a change is never half of an outer one)."""
         if self._in_tx:
             raise RuntimeError("nested overlay transaction")
         tx = Tx()
@@ -116,7 +111,10 @@ class OverlayDB:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
                 yield tx
-                self.flush(tx)
+                if tx.dirty:
+                    if self.write_dirty is None:
+                        raise RuntimeError("overlay database opened without a row writer")
+                    self.write_dirty(self, list(tx.dirty.values()))
                 self.conn.execute("COMMIT")
             except BaseException as e:
                 tx._rollback()
@@ -132,7 +130,7 @@ class OverlayDB:
         for fn in tx._after:
             fn()
 
-    def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, args: tuple | dict = ()) -> sqlite3.Cursor:
         try:
             return self.conn.execute(sql, args)
         except sqlite3.Error as e:
@@ -140,10 +138,10 @@ class OverlayDB:
                 raise
             raise FsError(errno_of(e), f"overlay database: {e}") from None
 
-    def one(self, sql: str, args: tuple = ()) -> tuple | None:
+    def one(self, sql: str, args: tuple | dict = ()) -> tuple | None:
         return self.execute(sql, args).fetchone()
 
-    def all(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def all(self, sql: str, args: tuple | dict = ()) -> list[tuple]:
         return self.execute(sql, args).fetchall()
 
     def sync_log(self) -> None:
@@ -166,7 +164,7 @@ class OverlayDB:
             self.conn.execute("PRAGMA synchronous=FULL")
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
-                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('synced', '1')")
+                self.conn.execute(_PUT_META, MetaRow("synced", "1")._asdict())
                 self.conn.execute("COMMIT")
             finally:
                 self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -184,11 +182,11 @@ class OverlayDB:
         return json.loads(row[0]) if row else default
 
     def set_meta(self, key: str, value: Any) -> None:
-        """Inside a transaction."""
+        """Inside a transaction; None deletes the key."""
         if value is None:
             self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
         else:
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+            self.conn.execute(_PUT_META, MetaRow(key, json.dumps(value))._asdict())
 
     def close(self) -> None:
         try:

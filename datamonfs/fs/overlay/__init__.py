@@ -1,0 +1,22 @@
+"""The writable overlay: what a writable mount stages, in SQLite and sparse data files.
+
+    schema.py     the database's tables, every column explained, and its row types
+    db.py         the connection: transactions (Tx), syncs, meta values
+    nodes.py      Node, rows <-> nodes, the node cache; with db.py, the only SQL
+    namespace.py  lookups, listings and changes to names and attributes
+    content.py    file content: a FUSE write staged in data/INO, reads put together
+    overlay.py    Overlay (made of the two above), opening, the commit's rebase
+    changes.py    the commit description for core.commit, and `status`
+    commit.py     commit in crash-safe steps, finishing one a crash interrupted
+"""
+
+from .changes import describe, status
+from .commit import commit_overlay, finish_pending, open_overlay
+from .content import OpenReader, RangeReader
+from .nodes import Node
+from .overlay import DATA_DIR, DB_NAME, Overlay, OverlayInfo, read_info
+from .schema import SCHEMA_VERSION
+
+__all__ = ["DATA_DIR", "DB_NAME", "SCHEMA_VERSION", "Node", "OpenReader", "Overlay",
+           "OverlayInfo", "RangeReader", "commit_overlay", "describe", "finish_pending",
+           "open_overlay", "read_info", "status"]
