@@ -26,7 +26,7 @@ from ..core import config
 from ..core.repository import Author
 from ..errors import DatamonError
 from ..cache import FileReader, cached_repository
-from ..fs import writable
+from ..fs import readonly, writable
 from ..fs.mountinfo import set_read_ahead
 from ..fs.readonly import MountInfo, ReadOnlyFS
 from ..fs.writable_session import WritableRequest, WritableSession
@@ -56,14 +56,6 @@ def prepare_writable(req: dict) -> WritableSession:
         gid=int(req.get("gid", os.getgid()))))
 
 
-def mount_options(fs: ReadOnlyFS) -> set[str]:
-    opts = {"ro", "nosuid", "nodev", "default_permissions", "subtype=datamonfs",
-            f"fsname=datamonfs:{fs.bundle.repo}@{fs.bundle.id[:12]}"}
-    if os.geteuid() == 0:
-        opts.add("allow_other")  # a per-host daemon mounts for other users and pods
-    return opts
-
-
 def rss_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -91,7 +83,7 @@ class Worker:
                 pyfuse3.init(self.session.fs, mountpoint, writable.mount_options(self.session.fs))
             else:
                 self.fs = await trio.to_thread.run_sync(prepare, req)
-                pyfuse3.init(self.fs, mountpoint, mount_options(self.fs))
+                pyfuse3.init(self.fs, mountpoint, readonly.mount_options(self.fs))
         except DatamonError as e:
             if self.session is not None:
                 self.session.close()

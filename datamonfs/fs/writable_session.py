@@ -74,7 +74,7 @@ class WritableSession:
                 f"{req.mountpoint} has staged changes for {ov.info.repo}:{ov.info.branch} from an "
                 f"earlier mount; mount that again, or discard them with "
                 f"'datamonfs unmount --discard {req.mountpoint}'")
-        fs = WritableFS(ov, req.uid, req.gid, f"{req.repo}:{req.branch}")
+        fs = WritableFS(ov, req.uid, req.gid)
         return cls(repo, ov, fs, finished.id if finished else None)
 
     def ready(self) -> dict:
