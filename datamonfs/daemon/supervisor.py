@@ -23,7 +23,7 @@ from ..errors import DatamonError, NotFound
 from . import auth, mountpoints, overlays, protocol, registry
 from .paths import DaemonPaths
 from .registry import MOUNTED, STALE, MountRecord
-from .workers import WorkerProcess, describe_exit
+from .worker_process import WorkerProcess, describe_exit
 
 log = logging.getLogger(__name__)
 

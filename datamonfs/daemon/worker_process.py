@@ -1,4 +1,5 @@
-"""The supervisor's handle on a mount worker process: spawn, mount, ask, stop."""
+"""The supervisor's handle on a mount worker process (mount_worker.py): spawn, mount,
+ask, stop."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class WorkerProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "datamonfs.daemon.worker", str(theirs.fileno())],
+                [sys.executable, "-m", "datamonfs.daemon.mount_worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=log_fd, stderr=log_fd, start_new_session=True)
         finally:

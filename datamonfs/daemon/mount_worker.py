@@ -8,7 +8,8 @@ same socket. If the supervisor goes away the worker stops serving without
 unmounting: a dead mount (ENOTCONN) is safer than one that silently turns into
 the empty directory below it, where a program could write results that vanish.
 
-Run as: python -m datamonfs.daemon.worker CHANNEL_FD
+Run as: python -m datamonfs.daemon.mount_worker CHANNEL_FD
+(the supervisor's handle on it is worker_process.py)
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def rss_bytes() -> int:
     return 0
 
 
-class Worker:
+class MountWorker:
     def __init__(self, chan: protocol.LineStream):
         self.chan = chan
         self.fs: ReadOnlyFS | None = None
@@ -175,7 +176,7 @@ class Worker:
 async def _main(fd: int) -> int:
     sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
     chan = protocol.LineStream(trio.SocketStream(sock))
-    return await Worker(chan).run()
+    return await MountWorker(chan).run()
 
 
 def main() -> None:
