@@ -143,3 +143,16 @@ async def test_one_error_table_for_both_file_systems():
     with pytest.raises(pyfuse3.FUSEError) as got:
         await fs.read(7, 0, 10)  # a handle never given
     assert got.value.errno == errno.EBADF
+
+
+def test_a_daemon_start_reports_its_error_by_code():
+    from datamonfs.daemon.service import AlreadyRunning, reported_pid
+
+    assert reported_pid("ok 42\n") == 42
+    with pytest.raises(AlreadyRunning) as got:
+        reported_pid("error 1 already_running another daemon (pid 7) serves it\n")
+    assert got.value.code == "already_running"
+    with pytest.raises(Exception) as got:  # the words alone no longer make it AlreadyRunning
+        reported_pid("error 3 unavailable the store is already running late\n")
+    assert not isinstance(got.value, AlreadyRunning)
+    assert (got.value.exit_code, got.value.code) == (3, "unavailable")

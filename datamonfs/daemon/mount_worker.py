@@ -151,7 +151,7 @@ class MountWorker:
                 author = req["author"]
                 return protocol.ok(rid, **await self.session.commit(
                     req["message"], Author(author["name"], author["email"]), req.get("label")))
-            return protocol.ok(rid, **await self.session.status(int(req.get("limit", 1000))))
+            return protocol.ok(rid, **await self.session.status(int(req["limit"])))
         except DatamonError as e:
             return protocol.error_from(rid, e)
         except Exception as e:

@@ -21,7 +21,9 @@ from .. import __version__
 from ..core.names import DEFAULT_BRANCH, check_name, parse_ref
 from ..errors import DatamonError, NotFound
 from . import auth, mountpoints, overlays, protocol, registry
+from .limits import COMMIT_TIMEOUT, STATUS_LIMIT
 from .paths import DaemonPaths
+from .protocol import Refused
 from .registry import MOUNTED, STALE, MountRecord
 from .worker_process import WorkerProcess, describe_exit
 
@@ -29,14 +31,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict, auth.Peer], Awaitable[dict]]
 
-COMMIT_TIMEOUT = float(os.environ.get("DATAMONFS_COMMIT_TIMEOUT", "86400"))
 KEPT = "staged changes kept"  # the reason shown for a writable mount that is not served
-
-
-class Refused(DatamonError):
-    def __init__(self, message: str, code: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -395,7 +390,7 @@ class Supervisor:
         if req.get("mountpoint") is not None:  # what a writable mount has staged
             m = await self._writable(req, peer)
             limit = protocol.field(req, "limit", int, required=False)
-            return await self._ask(m, peer, "status", limit=1000 if limit is None else limit)
+            return await self._ask(m, peer, "status", limit=STATUS_LIMIT if limit is None else limit)
         workers = {}
 
         async def ask(mp: str, w: WorkerProcess) -> None:
@@ -463,11 +458,9 @@ class Supervisor:
 
     async def op_cache_stats(self, req: dict, peer: auth.Peer) -> dict:
         def stats() -> dict:
+            from ..cache import open_cache
             from ..core import config
-            try:
-                from ..cache import open_cache  # type: ignore[attr-defined]
-            except ImportError:
-                raise Refused("this build has no block cache", "unavailable") from None
+
             blocks, _ = open_cache(config.load())
             return blocks.stats()
 

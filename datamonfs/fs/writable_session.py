@@ -23,8 +23,6 @@ from .overlay_changes import status
 from .overlay_commit import commit_overlay, open_overlay
 from .writable import WritableFS
 
-STATUS_LIMIT = 1000  # changes listed in one reply; the counts cover them all
-
 
 @dataclass(frozen=True)
 class WritableRequest:
@@ -97,7 +95,8 @@ class WritableSession:
                 "branch": self.ov.info.branch,
                 "stats": dict(r.stats.__dict__)}
 
-    async def status(self, limit: int = STATUS_LIMIT) -> dict:
+    async def status(self, limit: int) -> dict:
+        """What is staged: at most `limit` changes listed, the counts cover them all."""
         def collect() -> dict:
             changes, counts = [], {"added": 0, "modified": 0, "deleted": 0}
             for line in status(self.ov):
