@@ -112,3 +112,47 @@ def test_sockets_with_paths_longer_than_sun_path(tmp_path):
         client.close()
     finally:
         server.close()
+
+
+@pytest.mark.trio
+async def test_one_error_table_for_both_file_systems():
+    import errno
+
+    import pyfuse3
+
+    from datamonfs.fs.operations import FileSystem, guarded
+    from datamonfs.fs.vfs import FsError
+
+    class Failing(FileSystem[str]):
+        @guarded
+        async def fail(self, exc):
+            raise exc
+
+    fs = Failing(0, 0)
+    for exc, err, counted in [(pyfuse3.FUSEError(errno.ENOENT), errno.ENOENT, False),
+                              (FsError(errno.EEXIST), errno.EEXIST, False),
+                              (StoreUnavailable("down"), errno.EIO, True),
+                              (IntegrityError("bad"), errno.EIO, True),
+                              (OSError(errno.EDQUOT, "quota"), errno.EDQUOT, True),
+                              (ValueError("bug"), errno.EIO, True)]:
+        before = fs.stats["errors"]
+        with pytest.raises(pyfuse3.FUSEError) as got:
+            await fs.fail(exc)
+        assert got.value.errno == err, exc
+        assert fs.stats["errors"] - before == counted, exc
+    with pytest.raises(pyfuse3.FUSEError) as got:
+        await fs.read(7, 0, 10)  # a handle never given
+    assert got.value.errno == errno.EBADF
+
+
+def test_a_daemon_start_reports_its_error_by_code():
+    from datamonfs.daemon.service import AlreadyRunning, reported_pid
+
+    assert reported_pid("ok 42\n") == 42
+    with pytest.raises(AlreadyRunning) as got:
+        reported_pid("error 1 already_running another daemon (pid 7) serves it\n")
+    assert got.value.code == "already_running"
+    with pytest.raises(Exception) as got:  # the words alone no longer make it AlreadyRunning
+        reported_pid("error 3 unavailable the store is already running late\n")
+    assert not isinstance(got.value, AlreadyRunning)
+    assert (got.value.exit_code, got.value.code) == (3, "unavailable")

@@ -119,7 +119,7 @@ class BlockCache:
         first, last = start // PIECE, (end - 1) // PIECE
         offset = first * PIECE
         length = min((last + 1) * PIECE, rec.size) - offset
-        path = self.index.layout.block_path(addr, rec)
+        path = self.index.files.block_path(addr, rec)
         data = _pread(path, offset, length)
         if data is None:
             return None
@@ -148,7 +148,7 @@ class BlockCache:
         if rec is None:
             return False
         try:
-            fd = os.open(self.index.layout.block_path(addr, rec), os.O_RDONLY)
+            fd = os.open(self.index.files.block_path(addr, rec), os.O_RDONLY)
         except OSError:
             return True  # evicted meanwhile: the read will miss and fetch it
         try:
@@ -179,7 +179,7 @@ class BlockCache:
             self.index.unwritable(e)
             return
         if rec:
-            _unlink(self.index.layout.block_path(key.decode(), rec))
+            _unlink(self.index.files.block_path(key.decode(), rec))
 
     # -- writing -------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class BlockCache:
         if self.index.env is None or len(data) > self.limit or self.contains(addr):
             return
         rec = Record(len(data), time.time_ns(), os.urandom(8), piece_digests(data))
-        path = self.index.layout.block_path(addr, rec)
+        path = self.index.files.block_path(addr, rec)
         try:
             self._write_file(path, data)
         except OSError as e:
@@ -215,7 +215,7 @@ class BlockCache:
     def _write_file(self, path: str, data: bytes) -> None:
         # No fsync: a machine crash discards the whole cache (see CacheIndex), and a
         # block damaged otherwise fails its size or digest check and is fetched again.
-        fd, tmp = tempfile.mkstemp(dir=self.index.layout.tmp_dir)
+        fd, tmp = tempfile.mkstemp(dir=self.index.files.tmp_dir)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -239,7 +239,7 @@ class BlockCache:
                 continue  # a stale recency key
             txn.delete(key, db=self.index.blocks_db)
             size -= rec.size
-            stale.append(self.index.layout.block_path(key.decode(), rec))
+            stale.append(self.index.files.block_path(key.decode(), rec))
         self.index.set_counter(txn, b"size", size)
         return stale
 
@@ -378,7 +378,7 @@ class BlockCache:
         for key, raw in entries:
             rec = Record.unpack(raw)
             if rec:
-                _unlink(self.index.layout.block_path(key.decode(), rec))
+                _unlink(self.index.files.block_path(key.decode(), rec))
 
     def close(self) -> None:
         """Write what is pending (recency, counters)."""

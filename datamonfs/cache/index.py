@@ -1,4 +1,4 @@
-"""The cache directory: its layout, its LMDB index, and the locks processes share.
+"""The cache directory: its files, its LMDB index, and the locks processes share.
 
     DIR/index/       LMDB environment: databases blocks, lru, meta, state; and the file
                      `unsynced` while commits may not be on disk yet (see below)
@@ -83,7 +83,9 @@ def lru_key(used: int, addr: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class Layout:
+class CacheFiles:
+    """Where each part of a cache directory is (see the module docstring)."""
+
     directory: str
 
     def __post_init__(self):
@@ -126,8 +128,8 @@ class CacheIndex:
         """Open (creating, rebuilding or repairing as needed). A directory that cannot
         be used (full disk, read-only, no permission) gives an index that is not
         `available`, after one warning: datamonfs then reads without a cache."""
-        self.layout = Layout(directory)
-        self.directory = self.layout.directory
+        self.files = CacheFiles(directory)
+        self.directory = self.files.directory
         self.env: lmdb.Environment | None = None
         self.fetch_fd = self._users_fd = -1
         self._warned = False
@@ -147,11 +149,11 @@ class CacheIndex:
 
     def _open(self) -> None:
         try:
-            for d in (self.layout.index_dir, self.layout.blocks_dir, self.layout.tmp_dir):
+            for d in (self.files.index_dir, self.files.blocks_dir, self.files.tmp_dir):
                 os.makedirs(d, exist_ok=True)
-            self.fetch_fd = self.layout.lock("fetch.lock")
-            self._users_fd = self.layout.lock("users.lock")
-            gate = self.layout.lock("open.lock")
+            self.fetch_fd = self.files.lock("fetch.lock")
+            self._users_fd = self.files.lock("users.lock")
+            gate = self.files.lock("open.lock")
         except OSError as e:
             raise CacheUnavailable(f"cannot use cache directory {self.directory}: {e.strerror or e}") from e
         try:
@@ -164,19 +166,19 @@ class CacheIndex:
         exclusive = _try_flock(self._users_fd, fcntl.LOCK_EX)
         if exclusive and self._written_before_a_crash():
             log.warning("the machine stopped while the cache index in %s had writes not yet on "
-                        "disk; rebuilt the cache empty", self.layout.index_dir)
-            wipe(self.layout)
+                        "disk; rebuilt the cache empty", self.files.index_dir)
+            wipe(self.files)
         try:
             self._open_env()
         except _Corrupt as e:
-            data = os.path.join(self.layout.index_dir, "data.mdb")
+            data = os.path.join(self.files.index_dir, "data.mdb")
             if not exclusive:
                 raise ConfigError(
                     f"cache index {data} is corrupt or not a datamonfs cache ({e}); stop the "
                     "other datamonfs processes using it and run 'datamonfs cache clear'") from None
             log.warning("cache index %s was corrupt or not a datamonfs cache (%s); "
                         "rebuilt the cache empty", data, e)
-            wipe(self.layout)
+            wipe(self.files)
             self._open_env()
         if exclusive:
             from .repair import repair
@@ -198,7 +200,7 @@ class CacheIndex:
     # stops may lose some, leaving an index LMDB might misread: that index is discarded.
 
     def _marker(self) -> str:
-        return os.path.join(self.layout.index_dir, "unsynced")
+        return os.path.join(self.files.index_dir, "unsynced")
 
     def _marked_boot(self) -> str | None:
         try:
@@ -222,16 +224,16 @@ class CacheIndex:
 
     def _open_env(self) -> None:
         try:
-            _preallocate(os.path.join(self.layout.index_dir, "lock.mdb"), LOCK_FILE_SIZE)
+            _preallocate(os.path.join(self.files.index_dir, "lock.mdb"), LOCK_FILE_SIZE)
         except OSError as e:
             raise CacheUnavailable(f"cannot use cache directory {self.directory}: {e.strerror or e}") from e
         try:
-            env = lmdb.open(self.layout.index_dir, map_size=MAP_SIZE, max_dbs=len(DBS), sync=False,
+            env = lmdb.open(self.files.index_dir, map_size=MAP_SIZE, max_dbs=len(DBS), sync=False,
                             lock=True, max_spare_txns=4)
         except (lmdb.InvalidError, lmdb.CorruptedError, lmdb.VersionMismatchError) as e:
             raise _Corrupt(str(e)) from None
         except lmdb.Error as e:
-            raise CacheUnavailable(f"cannot open cache index in {self.layout.index_dir}: {e}") from None
+            raise CacheUnavailable(f"cannot open cache index in {self.files.index_dir}: {e}") from None
         try:
             self._check_and_open_dbs(env)
         except BaseException:
@@ -242,7 +244,7 @@ class CacheIndex:
     def _check_and_open_dbs(self, env: lmdb.Environment) -> None:
         # LMDB trusts its file: reading a page past the end of a truncated one is SIGBUS.
         need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
-        have = os.path.getsize(os.path.join(self.layout.index_dir, "data.mdb"))
+        have = os.path.getsize(os.path.join(self.files.index_dir, "data.mdb"))
         if have < need:
             raise _Corrupt(f"truncated to {have} of {need} bytes")
         with env.begin() as txn:
@@ -260,7 +262,7 @@ class CacheIndex:
         except (lmdb.IncompatibleError, lmdb.CorruptedError) as e:
             raise _Corrupt(str(e)) from None
         except lmdb.Error as e:
-            raise CacheUnavailable(f"cannot write cache index in {self.layout.index_dir}: {e}") from None
+            raise CacheUnavailable(f"cannot write cache index in {self.files.index_dir}: {e}") from None
         self.blocks_db, self.lru_db, self.meta_db, self.state_db = dbs
 
     def counter(self, txn: lmdb.Transaction, name: bytes) -> int:
@@ -300,9 +302,9 @@ class CacheIndex:
         self._users_fd = self.fetch_fd = -1
 
 
-def wipe(layout: Layout) -> None:
+def wipe(files: CacheFiles) -> None:
     """Remove the index and every cached block (the caller holds users.lock exclusively)."""
-    for d in (layout.index_dir, layout.blocks_dir, layout.tmp_dir):
+    for d in (files.index_dir, files.blocks_dir, files.tmp_dir):
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d, exist_ok=True)
 
@@ -310,15 +312,15 @@ def wipe(layout: Layout) -> None:
 def clear_unused(directory: str) -> bool:
     """Wipe a cache that no process has open, without reading its index (which may be
     too damaged to open). False when another process has it open."""
-    layout = Layout(directory)
-    if not os.path.isdir(layout.directory):
+    files = CacheFiles(directory)
+    if not os.path.isdir(files.directory):
         return True
-    gate, users = layout.lock("open.lock"), layout.lock("users.lock")
+    gate, users = files.lock("open.lock"), files.lock("users.lock")
     try:
         fcntl.flock(gate, fcntl.LOCK_EX)
         if not _try_flock(users, fcntl.LOCK_EX):
             return False
-        wipe(layout)
+        wipe(files)
         return True
     finally:
         os.close(users)

@@ -21,8 +21,8 @@ from .index import CacheIndex, Record, log, lru_key
 
 
 def repair(index: CacheIndex) -> None:
-    layout = index.layout
-    temps = _remove_all(layout.tmp_dir, keep=set())
+    files = index.files
+    temps = _remove_all(files.tmp_dir, keep=set())
     kept: set[str] = set()
     dropped = 0
     total = 0
@@ -32,7 +32,7 @@ def repair(index: CacheIndex) -> None:
         for key, raw in entries:
             addr = key.decode("ascii", "replace")
             rec = Record.unpack(raw)
-            if rec is None or _file_size(layout.block_path(addr, rec)) != rec.size:
+            if rec is None or _file_size(files.block_path(addr, rec)) != rec.size:
                 txn.delete(key, db=index.blocks_db)
                 dropped += 1
                 continue
@@ -41,12 +41,12 @@ def repair(index: CacheIndex) -> None:
             total += rec.size
         index.set_counter(txn, b"size", total)
     orphans = 0
-    for sub in os.listdir(layout.blocks_dir):
-        path = os.path.join(layout.blocks_dir, sub)
+    for sub in os.listdir(files.blocks_dir):
+        path = os.path.join(files.blocks_dir, sub)
         orphans += _remove_all(path, kept) if os.path.isdir(path) else _remove(path)
     if temps or orphans or dropped:
         log.info("cache %s repaired: %d temp files and %d unindexed blocks removed, %d entries "
-                 "without their file dropped", layout.directory, temps, orphans, dropped)
+                 "without their file dropped", files.directory, temps, orphans, dropped)
 
 
 def _file_size(path: str) -> int:

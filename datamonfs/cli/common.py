@@ -17,6 +17,10 @@ from ..core.repository import Repository
 from ..core.stores import open_store
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+socket_option = click.option(
+    "--socket", "socket_path", default=None, metavar="PATH",
+    help="The daemon's control socket (default: $DATAMONFS_SOCKET, else "
+         "$XDG_RUNTIME_DIR/datamonfs/daemon.sock, else /run/datamonfs/daemon.sock for root).")
 
 
 def load_config() -> config_mod.Config:

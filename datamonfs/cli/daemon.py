@@ -8,17 +8,13 @@ import click
 
 from ..daemon import offline
 from ..daemon.client import Client, DaemonUnavailable, ensure_daemon, pid_alive
+from ..daemon.limits import COMMIT_TIMEOUT
 from ..daemon.mountpoints import normalize
 from ..daemon.paths import paths_for
 from ..daemon.service import run, start_background
 from ..errors import DatamonError
 from . import writable
-from .common import emit_json, info, iso_time, json_option, load_config
-
-socket_option = click.option(
-    "--socket", "socket_path", default=None, metavar="PATH",
-    help="The daemon's control socket (default: $DATAMONFS_SOCKET, else "
-         "$XDG_RUNTIME_DIR/datamonfs/daemon.sock, else /run/datamonfs/daemon.sock for root).")
+from .common import emit_json, info, iso_time, json_option, load_config, socket_option
 
 
 @click.group()
@@ -151,7 +147,7 @@ def unmount(mountpoint: str, discard: bool, socket_path: str | None) -> None:
     if not discard and cfg.name and cfg.email:
         fields["author"] = {"name": cfg.name, "email": cfg.email}
     with client:
-        r = client.call("unmount", timeout=writable.COMMIT_TIMEOUT, mountpoint=mp, **fields)
+        r = client.call("unmount", timeout=COMMIT_TIMEOUT, mountpoint=mp, **fields)
     if r.get("commit"):
         writable.report_commit(r["commit"], mp)
     info(f"unmounted {mp}" + (" (staged changes discarded)" if discard else ""))

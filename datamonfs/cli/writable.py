@@ -6,13 +6,8 @@ import click
 
 from ..daemon.client import ensure_daemon
 from ..daemon.mountpoints import normalize
-from ..daemon.supervisor import COMMIT_TIMEOUT
-from .common import emit_json, human_size, info, json_option, load_config
-
-socket_option = click.option(
-    "--socket", "socket_path", default=None, metavar="PATH",
-    help="The daemon's control socket (default: $DATAMONFS_SOCKET, else "
-         "$XDG_RUNTIME_DIR/datamonfs/daemon.sock, else /run/datamonfs/daemon.sock for root).")
+from ..daemon.limits import COMMIT_TIMEOUT, STATUS_LIMIT
+from .common import emit_json, human_size, info, json_option, load_config, socket_option
 
 
 def _client(socket_path: str | None):
@@ -66,7 +61,7 @@ def commit(mountpoint: str, message: str, label: str | None, socket_path: str | 
 
 @click.command("status", short_help="List the staged changes of a writable mount.")
 @click.argument("mountpoint")
-@click.option("--limit", default=1000, show_default=True, metavar="N",
+@click.option("--limit", default=STATUS_LIMIT, show_default=True, metavar="N",
               help="List at most N changes (the counts cover them all).")
 @socket_option
 @json_option

@@ -59,9 +59,6 @@ class ChunkStore:
     def key(addr: str) -> str:
         return f"chunk/{addr[:2]}/{addr}"
 
-    def has(self, addr: str) -> bool:
-        return self.store.exists(self.key(addr))
-
     def put(self, addr: str, data: bytes) -> bool:
         """Store a chunk unless present; True when its bytes were uploaded."""
         if self.store.exists(self.key(addr)):

@@ -6,16 +6,11 @@ import os
 import stat
 import subprocess
 
-from ..errors import DatamonError, NotFound
+from ..errors import NotFound
 from ..fs import mountinfo
+from .protocol import Refused
 
 FUSERMOUNT = "fusermount3"
-
-
-class MountpointError(DatamonError):
-    def __init__(self, message: str, code: str):
-        super().__init__(message)
-        self.code = code
 
 
 def normalize(path: str) -> str:
@@ -26,7 +21,7 @@ def normalize(path: str) -> str:
     try:
         return os.path.join(os.path.realpath(parent), name) if name else path
     except OSError as e:  # realpath raises what it cannot read, e.g. /proc/1/root
-        raise MountpointError(f"cannot use mountpoint {path}: {e.strerror or e} resolving "
+        raise Refused(f"cannot use mountpoint {path}: {e.strerror or e} resolving "
                               f"{e.filename or parent}", "bad_mountpoint") from None
 
 
@@ -38,22 +33,22 @@ def check(path: str, uid: int) -> None:
     """Blocking. Raises unless `path` is an empty directory with nothing mounted on it
     that the requesting user `uid` owns (root may mount anywhere)."""
     if is_mounted(path):
-        raise MountpointError(f"{path} is already a mount point; unmount it first "
+        raise Refused(f"{path} is already a mount point; unmount it first "
                               "(see 'datamonfs mounts')", "already_mounted")
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise NotFound(f"mountpoint {path} does not exist; create the directory first") from None
     except OSError as e:
-        raise MountpointError(f"cannot use mountpoint {path}: {e.strerror}", "bad_mountpoint") from None
+        raise Refused(f"cannot use mountpoint {path}: {e.strerror}", "bad_mountpoint") from None
     if not stat.S_ISDIR(st.st_mode):
-        raise MountpointError(f"mountpoint {path} is not a directory", "not_a_directory")
+        raise Refused(f"mountpoint {path} is not a directory", "not_a_directory")
     if uid != 0 and st.st_uid != uid:
-        raise MountpointError(f"mountpoint {path} is not yours; mount on a directory you own",
+        raise Refused(f"mountpoint {path} is not yours; mount on a directory you own",
                               "forbidden")
     with os.scandir(path) as it:
         if next(it, None) is not None:
-            raise MountpointError(f"mountpoint {path} is not empty; use an empty directory",
+            raise Refused(f"mountpoint {path} is not empty; use an empty directory",
                                   "not_empty")
 
 

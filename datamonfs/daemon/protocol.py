@@ -9,23 +9,29 @@ The same framing carries the supervisor's private channel to each mount worker.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DatamonError
+
+if TYPE_CHECKING:  # only for annotations: the CLI imports this module without trio
+    import trio
 
 MAX_LINE = 64 * 1024  # a request longer than this is refused, and the connection carries on
 
 
-class ProtocolError(DatamonError):
-    """A request the daemon cannot parse or does not know."""
+class Refused(DatamonError):
+    """An error reply: its message, and its code from docs/PROTOCOL.md's table."""
 
-    code = "bad_request"
-
-    def __init__(self, message: str, code: str = "bad_request"):
+    def __init__(self, message: str, code: str):
         super().__init__(message)
         self.code = code
+
+
+class ProtocolError(Refused):
+    """A request the daemon cannot parse or does not know."""
+
+    def __init__(self, message: str, code: str = "bad_request"):
+        super().__init__(message, code)
 
 
 class LineTooLong(Exception):

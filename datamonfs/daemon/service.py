@@ -3,6 +3,8 @@
 `run` is the daemon itself (foreground). `start_background` starts it detached
 and waits until it serves, or reports why it could not (for instance another
 daemon already holds the socket's lock: exactly one of two racing starts wins).
+The daemon tells which on its ready descriptor, one line: `ok PID`, or
+`error EXIT_STATUS CODE MESSAGE` with the error's code (docs/PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -101,9 +103,8 @@ def run(socket_path: str | None, group_name: str | None = None, foreground: bool
             raise AlreadyRunning(f"a datamonfs daemon is already running (pid "
                                  f"{lock.holder_pid()}) on {paths.socket}")
     except DatamonError as e:
-        report(f"error {e.exit_code} {e}")
-        if ready_fd is None:
-            print(f"datamonfs: error: {e}", file=sys.stderr)
+        report(f"error {e.exit_code} {e.code} {e}")
+        print(f"datamonfs: error: {e}", file=sys.stderr)  # in the background: to the log
         return e.exit_code
     os.chdir("/")  # never keep a directory (a mountpoint, say) busy
     log_fd = _setup_logging(paths, foreground)
@@ -115,7 +116,7 @@ def run(socket_path: str | None, group_name: str | None = None, foreground: bool
         return 0
     except BaseException as e:
         log.exception("daemon failed")
-        report(f"error 1 the daemon failed: {e}; see {paths.log}")
+        report(f"error 1 internal the daemon failed: {e}; see {paths.log}")
         raise
     finally:
         try:
@@ -147,18 +148,22 @@ def start_background(socket_path: str | None, group_name: str | None = None) -> 
         text = _read_all(r, START_TIMEOUT)
     finally:
         os.close(r)
-    if text.startswith("ok "):
-        return int(text.split()[1])
-    if text.startswith("error "):
-        _, code, message = text.split(" ", 2)
-        if "already running" in message:
-            raise AlreadyRunning(message.strip())
-        err = DatamonError(message.strip())
-        err.exit_code = int(code)
-        raise err
+    if text.startswith(("ok ", "error ")):
+        return reported_pid(text)
     if proc.poll() is None:
         proc.kill()
     raise StoreUnavailable(f"the datamonfs daemon did not start; see {paths.log}")
+
+
+def reported_pid(text: str) -> int:
+    """The pid in the daemon's `ok PID`, or the error its `error EXIT_STATUS CODE MESSAGE`
+    stands for (AlreadyRunning by its code)."""
+    if text.startswith("ok "):
+        return int(text.split()[1])
+    _, exit_code, code, message = text.split(" ", 3)
+    err = (AlreadyRunning if code == AlreadyRunning.code else DatamonError)(message.strip())
+    err.exit_code, err.code = int(exit_code), code
+    raise err
 
 
 def _read_all(fd: int, timeout: float) -> str:

@@ -3,15 +3,13 @@
 Directories are read from the tree when first visited, one page at a time;
 file bytes come through the block cache when read. Blocking store and cache
 calls run in worker threads behind capacity limiters, never on the event loop.
-Every handler turns unexpected errors into EIO: pyfuse3 ends the whole session
-on any exception that is not a FUSEError.
+Errors become errnos in the base class's guard (fs/operations.py).
 """
 
 from __future__ import annotations
 
 import errno
 import functools
-import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -23,34 +21,15 @@ from ..core import rules
 from ..core.model import DIR, FILE, LINK, Bundle, Entry
 from ..core.repository import Repository
 from ..core.trees import BadEntry, claims_of
-from ..errors import DatamonError, IntegrityError, StoreUnavailable
-from .attrs import AttrMaker
+from ..errors import IntegrityError
 from .content import ContentReader, OpenFile
-from .failures import RecentFailures
 from .inodes import ROOT, DirNode, InodeTable, child_ino
+from .operations import FileSystem, fuse_options, guarded
 from .pages import PageCache, PageReader
 
 log = logging.getLogger(__name__)
 
 XATTR_PREFIX = b"user.datamonfs."
-
-
-def _guarded(fn):
-    @functools.wraps(fn)
-    async def wrapper(self, *args):
-        try:
-            return await fn(self, *args)
-        except pyfuse3.FUSEError:
-            raise
-        except DatamonError as e:  # store down, corrupt data: this request fails, the mount lives
-            log.error("%s failed: %s", fn.__name__, e)
-            self.stats["errors"] += 1
-            raise pyfuse3.FUSEError(errno.EIO) from None
-        except Exception:
-            log.exception("%s failed unexpectedly", fn.__name__)
-            self.stats["errors"] += 1
-            raise pyfuse3.FUSEError(errno.EIO) from None
-    return wrapper
 
 
 def _good(entry: Entry | BadEntry) -> Entry:
@@ -73,28 +52,20 @@ class MountInfo:
     gid: int
 
 
-class ReadOnlyFS(pyfuse3.Operations):
-    supports_dot_lookup = True
-
+class ReadOnlyFS(FileSystem[OpenFile]):
     def __init__(self, repo: Repository, chunk_reader, bundle: Bundle, info: MountInfo,
                  file_reader_cls, meta_threads: int = 8, data_threads: int = 16):
-        super().__init__()
+        super().__init__(info.uid, info.gid, ("readdirs", "opens"))
         self.repo = repo
         self.chunk_reader = chunk_reader
         self.file_reader_cls = file_reader_cls
         self.bundle = bundle
         self.info = info
-        self.attrs = AttrMaker(info.uid, info.gid)
         self.inodes = InodeTable(bundle.tree, (bundle.files, bundle.bytes))
         self.meta_limiter = trio.CapacityLimiter(meta_threads)
         self.data_limiter = trio.CapacityLimiter(data_threads)
         self.pages = PageCache(PageReader(repo.trees, lenient=True), self.meta_limiter)
         self.content = ContentReader(self.data_limiter)
-        self._files: dict[int, OpenFile] = {}
-        self.failures = RecentFailures()
-        self._fh = itertools.count(1)
-        self.stats = {"lookups": 0, "readdirs": 0, "opens": 0, "reads": 0, "bytes_read": 0,
-                      "errors": 0}
         self._xattrs = {
             XATTR_PREFIX + b"bundle": bundle.id.encode(),
             XATTR_PREFIX + b"repo": bundle.repo.encode(),
@@ -142,7 +113,7 @@ class ReadOnlyFS(pyfuse3.Operations):
 
     # -- metadata ------------------------------------------------------------
 
-    @_guarded
+    @guarded
     async def lookup(self, parent_inode, name, ctx=None):
         self.stats["lookups"] += 1
         node = await self._dir(parent_inode)
@@ -162,11 +133,11 @@ class ReadOnlyFS(pyfuse3.Operations):
         ino = child_ino(node.slot, layout.starts[i] + at)
         return self.attrs.entry(ino, _good(page.entries[at]))
 
-    @_guarded
+    @guarded
     async def getattr(self, inode, ctx=None):
         return await self._attr(inode)
 
-    @_guarded
+    @guarded
     async def readlink(self, inode, ctx):
         node, entry = await self._entry(inode)
         if entry.kind != LINK:
@@ -179,12 +150,12 @@ class ReadOnlyFS(pyfuse3.Operations):
     async def forget(self, inode_list):
         pass  # inode numbers are positions: nothing to free (see inodes.py)
 
-    @_guarded
+    @guarded
     async def opendir(self, inode, ctx):
         await self._dir(inode)
         return inode
 
-    @_guarded
+    @guarded
     async def readdir(self, fh, start_id, token):
         # Always readdirplus (pyfuse3 asks for it): names come with their attributes,
         # and the offset of each entry is its position, so a resumed listing seeks directly.
@@ -210,7 +181,7 @@ class ReadOnlyFS(pyfuse3.Operations):
     async def releasedir(self, fh):
         pass
 
-    @_guarded
+    @guarded
     async def statfs(self, ctx):
         s = pyfuse3.StatvfsData()
         s.f_bsize = s.f_frsize = 4096
@@ -221,11 +192,11 @@ class ReadOnlyFS(pyfuse3.Operations):
         s.f_namemax = 255
         return s
 
-    @_guarded
+    @guarded
     async def listxattr(self, inode, ctx):
         return list(self._xattrs)
 
-    @_guarded
+    @guarded
     async def getxattr(self, inode, name, ctx):
         value = self._xattrs.get(name)
         if value is None:
@@ -234,7 +205,7 @@ class ReadOnlyFS(pyfuse3.Operations):
 
     # -- content -------------------------------------------------------------
 
-    @_guarded
+    @guarded
     async def open(self, inode, flags, ctx):
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_TRUNC | os.O_APPEND):
             raise pyfuse3.FUSEError(errno.EROFS)
@@ -243,36 +214,18 @@ class ReadOnlyFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR if entry.kind == DIR else errno.ELOOP)
         chunks = await trio.to_thread.run_sync(self.repo.trees.chunks, entry,
                                                limiter=self.meta_limiter)
-        fh = next(self._fh)
-        self._files[fh] = OpenFile(self.file_reader_cls(self.chunk_reader, chunks), chunks)
+        fh = self.files.add(OpenFile(self.file_reader_cls(self.chunk_reader, chunks), chunks))
         self.stats["opens"] += 1
         # keep_cache: content never changes, so the kernel page cache stays valid.
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
-    @_guarded
-    async def read(self, fh, off, size):
-        f = self._files.get(fh)
-        if f is None:
-            raise pyfuse3.FUSEError(errno.EBADF)
-        self.failures.check(fh)
-        try:
-            data = await self.content.read(f, off, size)
-        except StoreUnavailable:
-            self.failures.failed(fh)
-            raise
-        self.stats["reads"] += 1
-        self.stats["bytes_read"] += len(data)
-        return data
+    async def _read_file(self, f: OpenFile, off: int, size: int):
+        return await self.content.read(f, off, size)
 
-    async def release(self, fh):
-        self.failures.forget(fh)
-        f = self._files.pop(fh, None)
-        close = getattr(f and f.reader, "close", None)
+    async def _release_file(self, f: OpenFile) -> None:
+        close = getattr(f.reader, "close", None)
         if close:
             close()
-
-    def open_files(self) -> int:
-        return len(self._files)
 
     # -- everything that would write -------------------------------------------
 
@@ -288,3 +241,7 @@ class ReadOnlyFS(pyfuse3.Operations):
     create = _read_only(pyfuse3.Operations.create)
     setxattr = _read_only(pyfuse3.Operations.setxattr)
     removexattr = _read_only(pyfuse3.Operations.removexattr)
+
+
+def mount_options(fs: ReadOnlyFS) -> set[str]:
+    return fuse_options(f"datamonfs:{fs.bundle.repo}@{fs.bundle.id[:12]}", "ro")

@@ -1,17 +1,14 @@
-"""A writable mount: pyfuse3 Operations over an Overlay (fs/overlay.py).
+"""A writable mount: pyfuse3 Operations over an Overlay (fs/overlay/).
 
 Every overlay call is blocking (SQLite, data files, base content from the block
 cache) and runs in a worker thread. Changes pass a write gate: a commit closes
 it, waits for the changes in flight, and runs alone; reads go on meanwhile.
-Unexpected errors become EIO: pyfuse3 ends the session on anything that is not
-a FUSEError.
+Errors become errnos in the base class's guard (fs/operations.py).
 """
 
 from __future__ import annotations
 
 import errno
-import functools
-import itertools
 import logging
 import os
 import stat
@@ -23,12 +20,10 @@ import pyfuse3
 import trio
 
 from ..core.model import DIR, FILE, LINK
-from ..errors import DatamonError, StoreUnavailable
-from .attrs import AttrMaker
-from .failures import RecentFailures
 from .overlay import Node, Overlay
 from .base_tree import WouldBlock
-from .vfs import ROOT, FsError
+from .operations import FileSystem, HandleTable, fuse_options, guarded
+from .vfs import ROOT
 
 log = logging.getLogger(__name__)
 
@@ -36,31 +31,6 @@ log = logging.getLogger(__name__)
 # attributes; a short timeout still bounds what a missed case could show.
 TIMEOUT = 5.0
 READDIR_BATCH = 256
-
-
-def _guarded(fn):
-    @functools.wraps(fn)
-    async def wrapper(self, *args):
-        try:
-            return await fn(self, *args)
-        except pyfuse3.FUSEError:
-            raise
-        except FsError as e:
-            if e.errno in (errno.EIO, errno.ENOSPC):
-                log.warning("%s: %s", fn.__name__, e)
-            raise pyfuse3.FUSEError(e.errno) from None
-        except DatamonError as e:  # store down, corrupt data: this request fails, the mount lives
-            log.error("%s failed: %s", fn.__name__, e)
-            self.stats["errors"] += 1
-            raise pyfuse3.FUSEError(errno.EIO) from None
-        except OSError as e:
-            log.error("%s failed: %s", fn.__name__, e)
-            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
-        except Exception:
-            log.exception("%s failed unexpectedly", fn.__name__)
-            self.stats["errors"] += 1
-            raise pyfuse3.FUSEError(errno.EIO) from None
-    return wrapper
 
 
 class WriteGate:
@@ -110,24 +80,13 @@ class _DirHandle:
     next_off: int = 1
 
 
-class WritableFS(pyfuse3.Operations):
-    supports_dot_lookup = True
-
-    def __init__(self, overlay: Overlay, uid: int, gid: int, ref: str = "",
-                 threads: int = 16):
-        super().__init__()
+class WritableFS(FileSystem[int]):  # an open file handle holds its inode
+    def __init__(self, overlay: Overlay, uid: int, gid: int, threads: int = 16):
+        super().__init__(uid, gid, ("writes", "bytes_written"))
         self.ov = overlay
-        self.attrs = AttrMaker(uid, gid)
-        self.uid, self.gid = uid, gid
-        self.ref = ref
         self.limiter = trio.CapacityLimiter(threads)
         self.gate = WriteGate()
-        self._files: dict[int, int] = {}  # fh -> inode
-        self.failures = RecentFailures()
-        self._dirs: dict[int, _DirHandle] = {}
-        self._fh = itertools.count(1)
-        self.stats = {"lookups": 0, "reads": 0, "bytes_read": 0, "writes": 0,
-                      "bytes_written": 0, "errors": 0}
+        self._dirs: HandleTable[_DirHandle] = HandleTable()
 
     async def _run(self, fn: Callable, *args):
         """In a worker thread: anything that may wait for the store or the disk."""
@@ -162,7 +121,7 @@ class WritableFS(pyfuse3.Operations):
 
     # -- names ---------------------------------------------------------------
 
-    @_guarded
+    @guarded
     async def lookup(self, parent_inode, name, ctx=None):
         self.stats["lookups"] += 1
         if name in (b".", b".."):
@@ -173,7 +132,7 @@ class WritableFS(pyfuse3.Operations):
             return self._attr(node)
         return self._attr(await self._quick(self.ov.lookup, parent_inode, name))
 
-    @_guarded
+    @guarded
     async def getattr(self, inode, ctx=None):
         return self._attr(await self._quick(self.ov.get, inode))
 
@@ -184,29 +143,25 @@ class WritableFS(pyfuse3.Operations):
             except Exception:
                 log.exception("forget of inode %d failed", ino)
 
-    @_guarded
+    @guarded
     async def readlink(self, inode, ctx):
         node = await self._quick(self.ov.get, inode)
         if node.kind != LINK:
             raise pyfuse3.FUSEError(errno.EINVAL)
         return os.fsencode(node.target)
 
-    @_guarded
+    @guarded
     async def opendir(self, inode, ctx):
         node = await self._quick(self.ov.get, inode)
         if node.kind != DIR:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        fh = next(self._fh)
-        self._dirs[fh] = _DirHandle(inode, {})
-        return fh
+        return self._dirs.add(_DirHandle(inode, {}))
 
-    @_guarded
+    @guarded
     async def readdir(self, fh, start_id, token):
         # Entries change between calls, so an offset names the entry it follows, not a
         # position: the listing resumes after that name.
         h = self._dirs.get(fh)
-        if h is None:
-            raise pyfuse3.FUSEError(errno.EBADF)
         after = h.names.get(start_id) if start_id else None
         if start_id and after is None:
             raise pyfuse3.FUSEError(errno.EINVAL)  # an offset this handle never gave
@@ -228,9 +183,9 @@ class WritableFS(pyfuse3.Operations):
             h.names = handed
 
     async def releasedir(self, fh):
-        self._dirs.pop(fh, None)
+        self._dirs.pop(fh)
 
-    @_guarded
+    @guarded
     async def statfs(self, ctx):
         st = await self._run(self.ov.space)
         s = pyfuse3.StatvfsData()
@@ -247,47 +202,47 @@ class WritableFS(pyfuse3.Operations):
 
     # -- changes to names ------------------------------------------------------
 
-    @_guarded
+    @guarded
     async def mkdir(self, parent_inode, name, mode, ctx):
         async with self.gate.change():
             return self._attr(await self._quick(self.ov.mkdir, parent_inode, name, mode))
 
-    @_guarded
+    @guarded
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
         if not stat.S_ISREG(mode):
             raise pyfuse3.FUSEError(errno.EPERM)  # a bundle holds files, directories, symlinks
         async with self.gate.change():
             return self._attr(await self._quick(self.ov.create, parent_inode, name, mode))
 
-    @_guarded
+    @guarded
     async def symlink(self, parent_inode, name, target, ctx):
         async with self.gate.change():
             return self._attr(await self._quick(self.ov.symlink, parent_inode, name, target))
 
-    @_guarded
+    @guarded
     async def unlink(self, parent_inode, name, ctx):
         async with self.gate.change():
             await self._quick(self.ov.unlink, parent_inode, name)
 
-    @_guarded
+    @guarded
     async def rmdir(self, parent_inode, name, ctx):
         async with self.gate.change():
             await self._quick(self.ov.rmdir, parent_inode, name)
 
-    @_guarded
+    @guarded
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
         async with self.gate.change():
             await self._quick(self.ov.rename, parent_inode_old, name_old, parent_inode_new,
                             name_new, flags)
 
-    @_guarded
+    @guarded
     async def link(self, inode, new_parent_inode, new_name, ctx):
         raise pyfuse3.FUSEError(errno.EPERM)  # a bundle has no hard links
 
-    @_guarded
+    @guarded
     async def setattr(self, inode, attr, fields, fh, ctx):
-        if (fields.update_uid and attr.st_uid != self.uid) or (
-                fields.update_gid and attr.st_gid != self.gid):
+        if (fields.update_uid and attr.st_uid != self.attrs.uid) or (
+                fields.update_gid and attr.st_gid != self.attrs.gid):
             raise pyfuse3.FUSEError(errno.EPERM)  # owners are the mount's user
         mode = stat.S_IMODE(attr.st_mode) if fields.update_mode else None
         size = attr.st_size if fields.update_size else None
@@ -299,7 +254,7 @@ class WritableFS(pyfuse3.Operations):
 
     # -- content ---------------------------------------------------------------
 
-    @_guarded
+    @guarded
     async def open(self, inode, flags, ctx):
         truncate = bool(flags & os.O_TRUNC) and flags & os.O_ACCMODE != os.O_RDONLY
         if truncate:
@@ -307,41 +262,21 @@ class WritableFS(pyfuse3.Operations):
                 node = await self._quick(self.ov.open, inode, True)
         else:
             node = await self._quick(self.ov.open, inode, False)
-        fh = next(self._fh)
-        self._files[fh] = node.ino
-        return pyfuse3.FileInfo(fh=fh)
+        return pyfuse3.FileInfo(fh=self.files.add(node.ino))
 
-    @_guarded
+    @guarded
     async def create(self, parent_inode, name, mode, flags, ctx):
         async with self.gate.change():
             node = await self._quick(self.ov.create, parent_inode, name, mode)
         await self._quick(self.ov.open, node.ino, False)
-        fh = next(self._fh)
-        self._files[fh] = node.ino
-        return pyfuse3.FileInfo(fh=fh), self._attr(node)
+        return pyfuse3.FileInfo(fh=self.files.add(node.ino)), self._attr(node)
 
-    def _ino(self, fh: int) -> int:
-        ino = self._files.get(fh)
-        if ino is None:
-            raise pyfuse3.FUSEError(errno.EBADF)
-        return ino
+    async def _read_file(self, ino: int, off: int, size: int):
+        return await self._run(self.ov.read, ino, off, size)
 
-    @_guarded
-    async def read(self, fh, off, size):
-        ino = self._ino(fh)
-        self.failures.check(fh)
-        try:
-            data = await self._run(self.ov.read, ino, off, size)
-        except StoreUnavailable:
-            self.failures.failed(fh)
-            raise
-        self.stats["reads"] += 1
-        self.stats["bytes_read"] += len(data)
-        return data
-
-    @_guarded
+    @guarded
     async def write(self, fh, off, buf):
-        ino = self._ino(fh)
+        ino = self.files.get(fh)
         async with self.gate.change():
             n = await self._quick(self.ov.write, ino, off, bytes(buf))
         self.stats["writes"] += 1
@@ -351,23 +286,16 @@ class WritableFS(pyfuse3.Operations):
     async def flush(self, fh):
         pass
 
-    @_guarded
-    async def release(self, fh):
-        self.failures.forget(fh)
-        ino = self._files.pop(fh, None)
-        if ino is not None:
-            await self._quick(self.ov.release, ino)
+    async def _release_file(self, ino: int) -> None:
+        await self._quick(self.ov.release, ino)
 
-    @_guarded
+    @guarded
     async def fsync(self, fh, datasync):
-        await self._run(self.ov.fsync, self._ino(fh))
+        await self._run(self.ov.fsync, self.files.get(fh))
 
-    @_guarded
+    @guarded
     async def fsyncdir(self, fh, datasync):
         await self._run(self.ov.fsync, None)
-
-    def open_files(self) -> int:
-        return len(self._files)
 
     # -- extended attributes ---------------------------------------------------------
     # None: the kernel asks for security.capability before every write and chown, a
@@ -388,11 +316,7 @@ class WritableFS(pyfuse3.Operations):
 
 def mount_options(fs: WritableFS) -> set[str]:
     info = fs.ov.info
-    opts = {"nosuid", "nodev", "default_permissions", "subtype=datamonfs",
-            f"fsname=datamonfs:{info.repo}:{info.branch}"}
-    if os.geteuid() == 0:
-        opts.add("allow_other")
-    return opts
+    return fuse_options(f"datamonfs:{info.repo}:{info.branch}")
 
 
-__all__ = ["FILE", "ROOT", "WritableFS", "WriteGate", "mount_options"]
+__all__ = ["WritableFS", "WriteGate", "mount_options"]

@@ -21,8 +21,6 @@ from ..errors import AlreadyExists, NotFound
 from .overlay import DB_NAME, Overlay, OverlayInfo, commit_overlay, open_overlay, status
 from .writable import WritableFS
 
-STATUS_LIMIT = 1000  # changes listed in one reply; the counts cover them all
-
 
 @dataclass(frozen=True)
 class WritableRequest:
@@ -72,7 +70,7 @@ class WritableSession:
                 f"{req.mountpoint} has staged changes for {ov.info.repo}:{ov.info.branch} from an "
                 f"earlier mount; mount that again, or discard them with "
                 f"'datamonfs unmount --discard {req.mountpoint}'")
-        fs = WritableFS(ov, req.uid, req.gid, f"{req.repo}:{req.branch}")
+        fs = WritableFS(ov, req.uid, req.gid)
         return cls(repo, ov, fs, finished.id if finished else None)
 
     def ready(self) -> dict:
@@ -95,7 +93,8 @@ class WritableSession:
                 "branch": self.ov.info.branch,
                 "stats": dict(r.stats.__dict__)}
 
-    async def status(self, limit: int = STATUS_LIMIT) -> dict:
+    async def status(self, limit: int) -> dict:
+        """What is staged: at most `limit` changes listed, the counts cover them all."""
         def collect() -> dict:
             changes, counts = [], {"added": 0, "modified": 0, "deleted": 0}
             for line in status(self.ov):

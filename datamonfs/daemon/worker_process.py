@@ -1,4 +1,5 @@
-"""The supervisor's handle on a mount worker process: spawn, mount, ask, stop."""
+"""The supervisor's handle on a mount worker process (mount_worker.py): spawn, mount,
+ask, stop."""
 
 from __future__ import annotations
 
@@ -12,20 +13,14 @@ import sys
 
 import trio
 
-from ..errors import DatamonError
 from . import protocol
+from .limits import MOUNT_TIMEOUT
+from .protocol import Refused
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
-MOUNT_TIMEOUT = float(os.environ.get("DATAMONFS_MOUNT_TIMEOUT", "120"))
 WORKER_LINE = 16 << 20
-
-
-class WorkerError(DatamonError):
-    def __init__(self, message: str, code: str = "mount_failed"):
-        super().__init__(message)
-        self.code = code
 
 
 class WorkerProcess:
@@ -44,7 +39,7 @@ class WorkerProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "datamonfs.daemon.worker", str(theirs.fileno())],
+                [sys.executable, "-m", "datamonfs.daemon.mount_worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=log_fd, stderr=log_fd, start_new_session=True)
         finally:
@@ -64,7 +59,7 @@ class WorkerProcess:
                     await worker.kill()
         if ok:
             return worker
-        raise WorkerError("a mount worker failed to start; see the daemon log", "internal")
+        raise Refused("a mount worker failed to start; see the daemon log", "internal")
 
     async def mount(self, request: dict) -> dict:
         """Ask the idle worker to mount; its 'ready' message, or the error it reports."""
@@ -73,12 +68,13 @@ class WorkerProcess:
             with trio.move_on_after(MOUNT_TIMEOUT):
                 msg = await self.chan.receive()
                 if msg is None:
-                    raise WorkerError("the mount worker exited while mounting; see the daemon log")
+                    raise Refused("the mount worker exited while mounting; see the daemon log",
+                                  "mount_failed")
                 if msg.get("event") == "ready":
                     return msg
                 err = msg.get("error") or {}
-                raise WorkerError(err.get("message", "mount failed"), err.get("code", "mount_failed"))
-        raise WorkerError(f"mounting took longer than {MOUNT_TIMEOUT:.0f}s", "unavailable")
+                raise Refused(err.get("message", "mount failed"), err.get("code", "mount_failed"))
+        raise Refused(f"mounting took longer than {MOUNT_TIMEOUT:.0f}s", "unavailable")
 
     async def ask(self, op: str, timeout: float = 5.0, **fields) -> dict | None:
         """One request on the private channel; None when the worker does not answer."""

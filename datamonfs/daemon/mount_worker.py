@@ -8,7 +8,8 @@ same socket. If the supervisor goes away the worker stops serving without
 unmounting: a dead mount (ENOTCONN) is safer than one that silently turns into
 the empty directory below it, where a program could write results that vanish.
 
-Run as: python -m datamonfs.daemon.worker CHANNEL_FD
+Run as: python -m datamonfs.daemon.mount_worker CHANNEL_FD
+(the supervisor's handle on it is worker_process.py)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..core import config
 from ..core.repository import Author
 from ..errors import DatamonError
 from ..cache import FileReader, cached_repository
-from ..fs import writable
+from ..fs import readonly, writable
 from ..fs.mountinfo import set_read_ahead
 from ..fs.readonly import MountInfo, ReadOnlyFS
 from ..fs.writable_session import WritableRequest, WritableSession
@@ -56,14 +57,6 @@ def prepare_writable(req: dict) -> WritableSession:
         gid=int(req.get("gid", os.getgid()))))
 
 
-def mount_options(fs: ReadOnlyFS) -> set[str]:
-    opts = {"ro", "nosuid", "nodev", "default_permissions", "subtype=datamonfs",
-            f"fsname=datamonfs:{fs.bundle.repo}@{fs.bundle.id[:12]}"}
-    if os.geteuid() == 0:
-        opts.add("allow_other")  # a per-host daemon mounts for other users and pods
-    return opts
-
-
 def rss_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -72,7 +65,7 @@ def rss_bytes() -> int:
     return 0
 
 
-class Worker:
+class MountWorker:
     def __init__(self, chan: protocol.LineStream):
         self.chan = chan
         self.fs: ReadOnlyFS | None = None
@@ -91,7 +84,7 @@ class Worker:
                 pyfuse3.init(self.session.fs, mountpoint, writable.mount_options(self.session.fs))
             else:
                 self.fs = await trio.to_thread.run_sync(prepare, req)
-                pyfuse3.init(self.fs, mountpoint, mount_options(self.fs))
+                pyfuse3.init(self.fs, mountpoint, readonly.mount_options(self.fs))
         except DatamonError as e:
             if self.session is not None:
                 self.session.close()
@@ -158,7 +151,7 @@ class Worker:
                 author = req["author"]
                 return protocol.ok(rid, **await self.session.commit(
                     req["message"], Author(author["name"], author["email"]), req.get("label")))
-            return protocol.ok(rid, **await self.session.status(int(req.get("limit", 1000))))
+            return protocol.ok(rid, **await self.session.status(int(req["limit"])))
         except DatamonError as e:
             return protocol.error_from(rid, e)
         except Exception as e:
@@ -183,7 +176,7 @@ class Worker:
 async def _main(fd: int) -> int:
     sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
     chan = protocol.LineStream(trio.SocketStream(sock))
-    return await Worker(chan).run()
+    return await MountWorker(chan).run()
 
 
 def main() -> None:
