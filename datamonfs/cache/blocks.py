@@ -36,7 +36,7 @@ from ..core.chunks import MAX_CHUNK
 from ..core.config import check_cache_size
 from ..core.stores.base import time_left
 from ..errors import IntegrityError, StoreUnavailable
-from .index import PIECE, CacheIndex, Record, log, lru_key, piece_digests
+from .index import PIECE, CacheIndex, Record, log, lru_key, piece_digests, unlink_quietly
 
 FLUSH_INTERVAL = 1.0  # seconds between recency/counter writes while only hits happen
 DEFAULT_LIMIT = 10 << 30
@@ -179,7 +179,7 @@ class BlockCache:
             self.index.unwritable(e)
             return
         if rec:
-            _unlink(self.index.files.block_path(key.decode(), rec))
+            unlink_quietly(self.index.files.block_path(key.decode(), rec))
 
     # -- writing -------------------------------------------------------------
 
@@ -210,7 +210,7 @@ class BlockCache:
             self.index.unwritable(e)
             stale = [path]
         for p in stale:
-            _unlink(p)
+            unlink_quietly(p)
 
     def _write_file(self, path: str, data: bytes) -> None:
         # No fsync: a machine crash discards the whole cache (see CacheIndex), and a
@@ -222,7 +222,7 @@ class BlockCache:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             os.rename(tmp, path)
         except BaseException:
-            _unlink(tmp)
+            unlink_quietly(tmp)
             raise
 
     def _evict(self, txn: lmdb.Transaction, size: int) -> list[str]:
@@ -378,7 +378,7 @@ class BlockCache:
         for key, raw in entries:
             rec = Record.unpack(raw)
             if rec:
-                _unlink(self.index.files.block_path(key.decode(), rec))
+                unlink_quietly(self.index.files.block_path(key.decode(), rec))
 
     def close(self) -> None:
         """Write what is pending (recency, counters)."""
@@ -408,8 +408,3 @@ def _pread(path: str, offset: int, length: int) -> bytes | None:
         os.close(fd)
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -295,7 +295,7 @@ class CacheIndex:
             self.env.close()
             self.env = None
             if synced and _try_flock(self._users_fd, fcntl.LOCK_EX):  # the last user
-                _unlink_quietly(self._marker())
+                unlink_quietly(self._marker())
         for fd in (self._users_fd, self.fetch_fd):
             if fd >= 0:
                 os.close(fd)  # releases this process's locks
@@ -327,7 +327,8 @@ def clear_unused(directory: str) -> bool:
         os.close(gate)
 
 
-def _unlink_quietly(path: str) -> None:
+def unlink_quietly(path: str) -> None:
+    """Remove a file that may be gone already."""
     try:
         os.unlink(path)
     except FileNotFoundError:
