@@ -3,6 +3,7 @@
 Canonical JSON (sorted keys, no spaces, UTF-8) keeps stores readable by eye and
 by any language; every record carries a version field `v` so later encodings
 can be told apart. An object's address is the BLAKE3 hash of its encoding.
+The encoding byte for byte, with test vectors: docs/FORMAT.md §4 (normative).
 """
 
 from __future__ import annotations

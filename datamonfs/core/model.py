@@ -3,6 +3,7 @@
 Each record class turns itself into a canonical object (`to_obj`) and is parsed
 back from untrusted store bytes with every field checked (`from_obj`): a hostile
 store can make reads fail with IntegrityError, never escape or crash them.
+Every record field by field: docs/FORMAT.md §5 (normative).
 """
 
 from __future__ import annotations

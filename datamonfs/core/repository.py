@@ -1,15 +1,16 @@
 """Repos, bundles and refs in a store.
 
-Store keys (the whole layout above chunks and metadata objects):
+Store keys (the whole layout above chunks and metadata objects; the normative
+grammar of every key and record is docs/FORMAT.md):
 
     repo/REPO                                   repo record, written once
     bundle/REPO/ID                              bundle record; ID = BLAKE3 of its encoding
-    ref/REPO/KIND/NAME/%020d-RANDOM            one immutable record of a ref's log (time in
-                                                ns, then 16 random hex digits)
+    ref/REPO/KIND/NAME/%020d-%016x             one immutable record of a ref's log (time in
+                                                ns, then 8 random bytes in hex)
 
 Refs are append-only logs: moving a branch or label writes a new record and the
-head is the newest one. No compare-and-swap is needed, so two writers at once
-never lose a bundle: both records stay in the log. A bundle record is written
+head is the record with the greatest key. No compare-and-swap is needed, so two
+writers at once never lose a bundle: both records stay in the log. A bundle record is written
 only after every object it references is stored, and a ref record only after
 its bundle.
 """

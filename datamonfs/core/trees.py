@@ -1,9 +1,10 @@
 """Merkle directory trees: writing them bottom-up, reading them lazily.
 
-A directory object holds its entries sorted by name. A directory with more than
-PAGE_SIZE entries is split into pages, and its object lists each page's first
+A directory object holds its entries sorted by name. A directory with PAGE_SIZE
+entries or more is split into pages, and its object lists each page's first
 name, so finding one name reads the index and one page, never the whole list.
 Large files keep their chunk list in an object of its own.
+Tree objects, pages and chunks objects exactly: docs/FORMAT.md §5.2-5.4 (normative).
 """
 
 from __future__ import annotations
