@@ -8,7 +8,7 @@ import os
 import pytest
 from helpers import write
 
-from datamonfs.core.encoding import VERSION, address, encode
+from datamonfs.core.encoding import VERSION, address, encode, is_address
 from datamonfs.core.model import Bundle
 from datamonfs.core.objects import ObjectStore
 from datamonfs.core.repository import Author, Repository
@@ -104,3 +104,33 @@ def test_upload_refuses_links_pointing_outside(cli, tmp_path):
     r = cli("bundle", "upload", "up", str(tmp_path / "d"), "-m", "x", expect=1)
     assert "symlink abs -> /etc/passwd: the target is absolute: it points outside the dataset" in r.err
     assert cli("bundle", "list", "up").out == ""
+
+
+def test_decoders_refuse_what_the_format_forbids(tmp_path):
+    """Found while writing docs/FORMAT.md: each was accepted, or failed with a TypeError."""
+    from datamonfs.core.names import check_name
+    from datamonfs.core.stores.base import check_key
+    from datamonfs.errors import IntegrityError, InvalidName
+
+    repo = Repository(open_store(str(tmp_path / "s")))
+    with pytest.raises(InvalidName):
+        check_name("x\n")
+    with pytest.raises(ValueError):
+        check_key("repo/x\n")
+    assert not is_address(address(b"") + "\n")
+    for raw in (b'{"pages":[],"type":"tree","v":1}', b'{"entries":[],"type":"tree","v":true}',
+                json.dumps({"v": 1, "type": "tree",
+                            "entries": [["l", "link", 0o777, 0, 99, "target"]]}).encode()):
+        addr = address(raw)
+        repo.store.put(ObjectStore.key(addr), raw)
+        with pytest.raises(IntegrityError):
+            list(repo.trees.entries(addr))
+    eve = Author("Eve", "e@x")
+    repo.create_repo("r", "", eve)
+    b = repo.write_bundle(Bundle("r", address(b"t"), (), "m", "Eve", "e@x", 1, 0, 0))
+    record = repo.append_ref("r", "label", "v1", b.id, eve)
+    (key,) = repo.store.list("ref/r/label/v1/")
+    moved = key.replace(f"{record.time:020d}", f"{record.time + 1:020d}")
+    repo.store.put(moved, repo.store.get(key))  # a record under a key of another time
+    with pytest.raises(IntegrityError, match="does not match its key"):
+        repo.ref_head("r", "label", "v1")

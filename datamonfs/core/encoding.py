@@ -26,7 +26,7 @@ def address(data: bytes | memoryview) -> str:
 
 
 def is_address(text: object) -> bool:
-    return isinstance(text, str) and bool(_HEX64.match(text))
+    return isinstance(text, str) and bool(_HEX64.fullmatch(text))
 
 
 def encode(obj: dict[str, Any]) -> bytes:
@@ -43,7 +43,7 @@ def decode(data: bytes, kind: str, where: str) -> dict[str, Any]:
         raise IntegrityError(f"{where}: not a valid metadata object ({type(e).__name__})") from None
     if not isinstance(obj, dict) or obj.get("type") != kind:
         raise IntegrityError(f"{where}: expected a {kind} record")
-    if obj.get("v") != VERSION:
+    if type(obj.get("v")) is not int or obj["v"] != VERSION:  # true == 1 in Python
         raise IntegrityError(f"{where}: unsupported {kind} record version {obj.get('v')!r}; "
                              "upgrade datamonfs")
     return obj

@@ -98,6 +98,8 @@ class Entry:
             # Whether the target stays in the bundle depends on where the link is: the
             # walkers check that (rules.link_problem); here only its form.
             problem = rules.link_problem(body, rules.MAX_DEPTH)
+            if problem is None and size != len(body.encode("utf-8")):
+                problem = "its size is not its target's length"
             if problem:
                 raise IntegrityError(f"{where}: refusing symlink {name} -> {body!r:.300}: "
                                      f"{problem}")

@@ -12,7 +12,7 @@ DEFAULT_BRANCH = "main"
 
 def check_name(name: str, what: str = "name") -> str:
     """Repo, label and branch names: letters, digits, '.', '_', '-', starting with a letter or digit."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise InvalidName(
             f"invalid {what} {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit")

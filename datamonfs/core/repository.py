@@ -142,8 +142,9 @@ class Repository:
         except KeyNotFound:
             raise IntegrityError(f"{where}: record {key} vanished") from None
         record = RefRecord.from_obj(decode(data, "ref", where), where)
-        if (record.repo, record.kind, record.name) != (repo, kind, name):
-            raise IntegrityError(f"{where}: record {key} names another ref")
+        if (record.repo, record.kind, record.name, record.time) != (
+                repo, kind, name, int(key.rsplit("/", 1)[1].split("-")[0])):
+            raise IntegrityError(f"{where}: record {key} does not match its key")
         return record
 
     def ref_head(self, repo: str, kind: str, name: str) -> RefRecord | None:

@@ -137,6 +137,8 @@ class TreeReader:
             return Directory(addr, (), tuple(_parse_page(obj, where, None, None, lenient)),
                              where)
         raw = field(obj, "pages", list, where)
+        if not 0 < len(raw) <= MAX_PAGE:
+            raise IntegrityError(f"{where}: a page index of {len(raw)} pages")
         pages = []
         for page in raw:
             if (not isinstance(page, list) or len(page) != 3 or not is_address(page[1])
