@@ -12,13 +12,19 @@ PEERS := dvc==3.67.1 moto[server]==5.2.5
 PYTEST_ARGS ?=
 SIZE ?= default
 
-.PHONY: demo test bench deps apt venv clean
+.PHONY: demo test check bench deps apt venv clean
 
 demo: deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
+# Every test: the unit tier, then the integration tier (real mounts, daemons, the GCS emulator).
 test: deps
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
+
+# Before every commit, in about a minute: the linter and the unit tier without the emulator.
+check: deps
+	$(VENV)/bin/ruff check datamonfs tests scripts
+	$(VENV)/bin/pytest -q -m "not gcs" $(PYTEST_ARGS) tests/unit
 
 bench: deps $(VENV)/.bench-installed $(PEERS_VENV)/.installed
 	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(BENCH_APT_PACKAGES)"

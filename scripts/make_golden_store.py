@@ -3,7 +3,7 @@
     python scripts/make_golden_store.py [DIR]        (DIR defaults to tests/data)
 
 writes DIR/golden-store/ (the store) and DIR/golden-store.json (what a reader must find
-in it). tests/test_golden_store.py reads the checked-in copy with today's code and
+in it). tests/unit/test_golden_store.py reads the checked-in copy with today's code and
 builds it again with `build` to compare byte for byte, so a change of the format shows
 up as a failing test. Run this only when the format changes on purpose (and update
 docs/FORMAT.md with it).

@@ -8,9 +8,8 @@ import pty
 import subprocess
 
 import pytest
-from conftest import CLI, DATAMONFS
-from helpers import snapshot, write
-from test_cache_support import children
+from support.cli import CLI, DATAMONFS
+from support.files import snapshot, write
 
 from datamonfs.core.chunks import cut
 from datamonfs.core.encoding import address

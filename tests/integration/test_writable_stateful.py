@@ -4,7 +4,7 @@ then the committed bundle must equal the directory, and `diff` must show exactly
 what changed through the mount.
 
 DATAMONFS_STATEFUL_EXAMPLES / DATAMONFS_STATEFUL_STEPS run more by hand, e.g.
-    DATAMONFS_STATEFUL_EXAMPLES=2000 pytest tests/test_writable_stateful.py -k local
+    DATAMONFS_STATEFUL_EXAMPLES=2000 pytest tests/integration/test_writable_stateful.py -k local
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from writable_harness import Mounts, snapshot, tree_snapshot
+from support.files import snapshot, tree_snapshot
+from support.writable import Mounts
 
 from datamonfs.core import ingest
 from datamonfs.core.diff import diff_trees
@@ -116,7 +117,7 @@ class FileOps(RuleBasedStateMachine):
     def _mount_view(self) -> dict:
         """Files and links with their mtimes, as the mount shows them (for the diff check)."""
         out = {}
-        for rel, desc in snapshot(self.mnt).items():
+        for rel, desc in snapshot(self.mnt, mtimes=False).items():
             if desc[0] != "dir":
                 out[rel] = (desc, os.lstat(os.path.join(self.mnt, rel)).st_mtime_ns)
         return out
@@ -213,7 +214,7 @@ class FileOps(RuleBasedStateMachine):
 
     @invariant()
     def same_tree(self):
-        got, want = snapshot(self.mnt), snapshot(self.ref)
+        got, want = snapshot(self.mnt, mtimes=False), snapshot(self.ref, mtimes=False)
         if got != want:
             _note("\n  ".join(self.history) + f"\n  tree differs: mount {sorted(set(got.items()) - set(want.items()))}, "
                   f"local {sorted(set(want.items()) - set(got.items()))}")
@@ -292,7 +293,7 @@ class FileOps(RuleBasedStateMachine):
         bundle = repo.get_bundle("r", result["bundle"])
         parent = repo.get_bundle("r", result["parent"])
         sub = repo.trees.lookup(bundle.tree, self.ex)
-        assert tree_snapshot(repo, sub.tree) == snapshot(self.ref)
+        assert tree_snapshot(repo, sub.tree) == snapshot(self.ref, mtimes=False)
         # the diff between parent and commit: exactly what changed through the mount
         changes = {c.path: c.change for c in diff_trees(repo, parent.tree, bundle.tree)}
         prefix = self.ex + "/"

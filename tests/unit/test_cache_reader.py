@@ -8,7 +8,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_cache_support import CountingStore, MiB, block_files, cached_reader, store_chunks
+from support.cache import CountingStore, MiB, block_files, cached_reader, store_chunks
 
 from datamonfs.cache import CachedChunkReader, FileReader
 from datamonfs.core.chunks import ChunkStore
@@ -45,6 +45,7 @@ def test_concurrent_misses_fetch_once(tmp_path, store_url):
         assert reader.read_chunk(addr, size) == data and counting.chunk_gets() == 1
 
 
+@pytest.mark.expect_log('is corrupt')
 def test_corrupt_cached_block_is_fetched_again(tmp_path, store_url):
     ((addr, size, data),) = store_chunks(store_url, [200_000])
     with cached_reader(tmp_path / "cache", store_url) as (reader, counting):

@@ -11,7 +11,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cache_support import MiB, block_cache, block_files, check_consistent, chunk
+from support.cache import MiB, block_cache, block_files, check_consistent, chunk
 
 from datamonfs.cache import LmdbMetaCache, blocks
 from datamonfs.cache.index import CacheIndex
@@ -105,6 +105,7 @@ def test_hits_do_not_write_until_the_flush_interval(tmp_path, monkeypatch):
         assert cache.stats()["hits"] == 201
 
 
+@pytest.mark.expect_log('is corrupt')
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
 def test_damaged_block_is_dropped_not_served(tmp_path, caplog, damage):
     addr, data = chunk(MiB, 1)
@@ -131,6 +132,7 @@ def test_damaged_block_is_dropped_not_served(tmp_path, caplog, damage):
         assert cache.get(addr) == data
 
 
+@pytest.mark.expect_log('is corrupt')
 def test_every_range_read_checks_the_pieces_it_reads(tmp_path, caplog):
     """A block damaged after this process read it (and after the OS cached it) is still
     found by the next read of the damaged piece, and never served; reads elsewhere read
@@ -224,6 +226,7 @@ def test_limit_smaller_than_a_chunk_is_refused(tmp_path):
         index.close()
 
 
+@pytest.mark.expect_log('is corrupt')
 def test_metadata_cache_roundtrip_and_verification(tmp_path, caplog):
     data = b'{"v": 1, "type": "tree", "entries": []}'
     addr = address(data)

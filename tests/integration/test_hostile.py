@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from helpers import write
+from support.files import write
 
 from datamonfs.core.encoding import VERSION, address, encode, is_address
 from datamonfs.core.model import Bundle

@@ -61,7 +61,7 @@ def test_unsupported_url():
 
 
 def test_unreachable_gcs_is_store_unavailable(monkeypatch):
-    from conftest import free_port
+    from support.processes import free_port
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("DATAMONFS_STORE_TIMEOUT", "1")

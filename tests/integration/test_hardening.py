@@ -19,62 +19,13 @@ import threading
 import time
 
 import pytest
-from helpers import write
-from test_mount import _emulator_pid
+from support.files import write
+from support.processes import emulator_pid
 
-from datamonfs.core.encoding import VERSION, address, encode
-from datamonfs.core.model import Bundle
-from datamonfs.core.repository import Author, Repository
-from datamonfs.core.stores import open_store
+from support.planting import T, Planter, dir_entry, file_entry, link_entry
+
+from datamonfs.core.encoding import VERSION, encode
 from datamonfs.core.stores.local import LocalStore
-
-T = 1_700_000_000_000_000_000
-
-
-class Planter:
-    """Writes raw objects into a store: trees, pages and bundles no writer would make."""
-
-    def __init__(self, url: str, repo: str = "r"):
-        self.repo = Repository(open_store(url))
-        self.name = repo
-
-    def chunk(self, data: bytes) -> str:
-        addr = address(data)
-        self.repo.store.put(f"chunk/{addr[:2]}/{addr}", data)
-        return addr
-
-    def raw(self, data: bytes) -> str:
-        addr = address(data)
-        self.repo.store.put(f"meta/{addr[:2]}/{addr}", data)
-        return addr
-
-    def tree(self, entries: list) -> str:
-        return self.raw(encode({"v": VERSION, "type": "tree", "entries": entries}))
-
-    def paged(self, pages: list[list]) -> str:
-        index = [[p[0][0], self.tree(p), len(p)] for p in pages]
-        return self.raw(encode({"v": VERSION, "type": "tree", "pages": index}))
-
-    def bundle(self, tree: str, files: int, size: int, label: str = "bad") -> str:
-        b = self.repo.write_bundle(Bundle(self.name, tree, (), "hostile", "Eve", "eve@x", T,
-                                          files, size))
-        self.repo.append_ref(self.name, "label", label, b.id, Author("Eve", "eve@x"))
-        return b.id
-
-
-def file_entry(name: str, chunks: list, size: int | None = None, mode: int = 0o644,
-               mtime: int = T) -> list:
-    return [name, "file", mode, mtime, sum(s for _, s in chunks) if size is None else size,
-            [list(c) for c in chunks]]
-
-
-def dir_entry(name: str, tree: str, files: int, size: int, mtime: int = T) -> list:
-    return [name, "dir", 0o755, mtime, size, [tree, files]]
-
-
-def link_entry(name: str, target: str) -> list:
-    return [name, "link", 0o777, T, len(target.encode("utf-8", "surrogatepass")), target]
-
 
 @pytest.fixture
 def planter(cli):
@@ -321,7 +272,7 @@ def tiny_store(tmp_path):
 
 
 def test_a_full_store_is_named_not_the_source_folder(tmp_path, tiny_store):
-    from conftest import CLI
+    from support.cli import CLI
 
     cli = CLI(str(tmp_path / "home"), tiny_store)
     cli("config", "create", "--name", "Ada", "--email", "ada@example.org")
@@ -381,7 +332,7 @@ def test_a_hung_store_fails_reads_within_its_timeout(cli, daemon, tmp_path):
             os.close(fd)
 
     assert os.stat(os.path.join(mp, "f")).st_size == 3 << 20  # the tree is read: only bytes wait
-    pid = _emulator_pid(cli.env["STORAGE_EMULATOR_HOST"])
+    pid = emulator_pid(cli.env["STORAGE_EMULATOR_HOST"])
     os.kill(pid, signal.SIGSTOP)
     try:
         readers = [threading.Thread(target=read_at, args=(offset, delay))

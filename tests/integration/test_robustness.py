@@ -8,10 +8,10 @@ import signal
 import subprocess
 import time
 
-import pytest
-from helpers import write
+from support.files import write
 
-from conftest import CLI, DATAMONFS, free_port
+from support.cli import CLI, DATAMONFS
+from support.processes import free_port
 
 
 def test_two_uploads_to_one_branch_at_once_both_stay_reachable(cli, tmp_path):

@@ -23,7 +23,7 @@ from datamonfs.core.repository import BRANCH, LABEL, Repository
 from datamonfs.core.stores.base import check_key
 from datamonfs.core.stores.local import LocalStore
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(ROOT, "tests", "data")
 GOLDEN = os.path.join(DATA, "golden-store")
 FORMAT_MD = os.path.join(ROOT, "docs", "FORMAT.md")

@@ -9,10 +9,10 @@ import subprocess
 
 import lmdb
 import pytest
-from conftest import CLI
-from helpers import snapshot, write
-from test_cache_support import (MiB, block_cache, block_files, cached_reader, check_consistent,
-                                children, chunk, store_chunks)
+from support.cli import CLI
+from support.files import snapshot, write
+from support.cache import (MiB, block_cache, block_files, cached_reader, check_consistent,
+                           chunk, store_chunks)
 
 from datamonfs.cache import blocks
 from datamonfs.cache.index import CacheIndex
@@ -47,6 +47,7 @@ def warnings_of(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+@pytest.mark.expect_log('cannot write to the cache')
 def test_disk_fills_up_while_reading(tmp_path, small_fs, caplog):
     url = "file://" + str(tmp_path / "store")
     chunks = store_chunks(url, [MiB + i for i in range(12)])  # 12 MiB onto 8 MiB of disk
@@ -64,6 +65,7 @@ def test_disk_fills_up_while_reading(tmp_path, small_fs, caplog):
     assert check_consistent(small_fs / "cache")["entries"] == cached - 1
 
 
+@pytest.mark.expect_log('cannot write to the cache')
 def test_cache_on_a_full_disk_reads_uncached(tmp_path, small_fs, caplog):
     url = "file://" + str(tmp_path / "store")
     chunks = store_chunks(url, [300_000, 400_000])
@@ -170,6 +172,7 @@ def test_corrupt_index_in_use_is_a_clear_error(tmp_path, cache_cli, children):
     assert json.loads(cache_cli("cache", "status", "--json").out)["entries"] == 0
 
 
+@pytest.mark.expect_log('cannot write to the cache')
 def test_read_only_cache_directory_reads_uncached(small_fs, caplog):
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
     with caplog.at_level(logging.WARNING, "datamonfs.cache"):
@@ -179,6 +182,7 @@ def test_read_only_cache_directory_reads_uncached(small_fs, caplog):
     assert len(warnings_of(caplog)) == 1 and "Read-only file system" in caplog.text
 
 
+@pytest.mark.expect_log('rebuilt the cache empty')
 def test_index_written_before_a_machine_crash_is_discarded(tmp_path, caplog):
     marker = tmp_path / "index" / "unsynced"
     with block_cache(tmp_path) as cache:

@@ -79,6 +79,7 @@ def test_layout_finds_pages_by_position_and_name():
     assert [lay.page_for_name(n) for n in ("0", "a", "j", "k", "zz")] == [-1, 0, 0, 1, 2]
 
 
+@pytest.mark.expect_log('unreadable mount registry')
 def test_registry_survives_garbage(tmp_path):
     path = str(tmp_path / "mounts.json")
     assert registry.load(path) == []
@@ -114,6 +115,7 @@ def test_sockets_with_paths_longer_than_sun_path(tmp_path):
         server.close()
 
 
+@pytest.mark.expect_log('failed')
 @pytest.mark.trio
 async def test_one_error_table_for_both_file_systems():
     import errno

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import _mounts_under
+from support.processes import mounts_under
 
 
 def make_tree(root: str, big: int) -> dict[str, bytes]:
@@ -103,7 +103,7 @@ def test_mount_shows_bundle_as_uploaded(cli, daemon, tmp_path):
     [reply] = daemon.request(b'{"id": 1, "op": "cache_stats"}\n')
     assert reply["ok"] and reply["cache"]["bytes_fetched"] >= big_size(cli)
     cli("unmount", mp)
-    assert _mounts_under(mp) == [] and os.listdir(mp) == []
+    assert mounts_under(mp) == [] and os.listdir(mp) == []
     assert daemon.mounts() == []
 
 
@@ -213,7 +213,7 @@ def test_mount_errors(cli, daemon, tmp_path):
         busy.close()
     cli("unmount", mp)
     assert [m["mountpoint"] for m in daemon.mounts()] == []
-    assert len(_mounts_under(daemon.root)) == 0
+    assert len(mounts_under(daemon.root)) == 0
 
 
 def test_store_failure_mid_read_gives_eio_then_recovers(cli, daemon, tmp_path):
@@ -257,7 +257,7 @@ class _store_down:
             root = self.url[len("file://"):]
             os.rename(os.path.join(root, "chunk"), os.path.join(root, "chunk.away"))
         else:
-            self.pid = _emulator_pid(self.cli.env["STORAGE_EMULATOR_HOST"])
+            self.pid = emulator_pid(self.cli.env["STORAGE_EMULATOR_HOST"])
             os.kill(self.pid, signal.SIGSTOP)
         return self
 
@@ -271,7 +271,7 @@ class _store_down:
             os.kill(self.pid, signal.SIGCONT)
 
 
-def _emulator_pid(host: str) -> int:
+def emulator_pid(host: str) -> int:
     port = host.rsplit(":", 1)[1]
     for pid in os.listdir("/proc"):
         if pid.isdigit():

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from helpers import snapshot, write
+from support.files import snapshot, write
 
 
 @pytest.fixture

@@ -76,6 +76,10 @@ from datamonfs.core.stores import open_store
 from datamonfs.fs.readonly import MountInfo, ReadOnlyFS
 
 
+# Hostile entries fail their requests, and the file system logs each failure.
+pytestmark = pytest.mark.expect_log("failed")
+
+
 @contextmanager
 def make_fs(repo: Repository, bundle: Bundle, blocks=None):
     """The read-only file system of `bundle` (the one place that knows its constructor).

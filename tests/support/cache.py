@@ -1,5 +1,5 @@
-"""Helpers for the cache tests (no tests here): a counting wrapper of a real store,
-caches in temporary directories, and child processes that use a cache."""
+"""For the cache tests: a counting wrapper of a real store, chunks, caches in
+temporary directories, and what child processes that use a cache report."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-
-import pytest
 
 from datamonfs.cache import BlockCache, CachedChunkReader
 from datamonfs.cache.index import CacheIndex
@@ -125,27 +122,6 @@ def check_consistent(directory) -> dict:
             data = cache.peek(addr)
             assert data is not None and address(data) == addr
         return cache.stats()
-
-
-@pytest.fixture
-def children():
-    """Start `python -c CODE ARGS...` children; any still running at the end are killed."""
-    procs: list[subprocess.Popen] = []
-
-    def start(code: str, *args: str, **kw) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, **kw)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe:
-                pipe.close()
 
 
 def child_result(proc: subprocess.Popen, timeout: float = 60) -> dict:

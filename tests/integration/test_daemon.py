@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import DATAMONFS, _alive, _mounts_under, wait_for
+from support.cli import DATAMONFS
+from support.processes import alive, mounts_under, wait_for
 
 local_only = pytest.mark.parametrize("store_url", ["local"], indirect=True)
 
@@ -141,7 +142,7 @@ def test_group_members_mount_as_themselves(cli, daemon, tmp_path):
     read_all(theirs, files)
     [reply] = _as_nobody(daemon.socket, {"id": 4, "op": "unmount", "mountpoint": theirs})
     assert reply["ok"], reply
-    assert _mounts_under(daemon.root) == []
+    assert mounts_under(daemon.root) == []
 
 
 @local_only
@@ -209,7 +210,7 @@ def test_killed_worker_marks_its_mount_stale_others_carry_on(cli, daemon, tmp_pa
     r = cli("mount", "data:v1", mp1, expect=1)
     assert "stale" in r.err and "datamonfs unmount" in r.err
     cli("unmount", mp1)
-    assert _mounts_under(mp1) == []
+    assert mounts_under(mp1) == []
     daemon.mount("data:v1", mp1)  # the mountpoint is usable again
     read_all(mp1, files)
     assert {m["state"] for m in daemon.mounts()} == {"mounted"}
@@ -222,19 +223,19 @@ def test_killed_daemon_leaves_stale_mounts_that_unmount_clears(cli, daemon, tmp_
     os.kill(daemon.pid(), signal.SIGKILL)
     # Workers notice their supervisor is gone and stop serving, leaving dead mounts.
     for w in workers:
-        wait_for(lambda: not _alive(w), what=f"worker {w} to exit")
+        wait_for(lambda w=w: not alive(w), what=f"worker {w} to exit")
     with pytest.raises(OSError):
         os.listdir(mp1)
     records = json.loads(cli("mounts", "--json").out)
     assert sorted((r["mountpoint"], r["state"]) for r in records) == [(mp1, "stale"), (mp2, "stale")]
     cli("unmount", mp1)  # no daemon: cleared from the registry and the mount table
-    assert _mounts_under(mp1) == [] and os.listdir(mp1) == []
+    assert mounts_under(mp1) == [] and os.listdir(mp1) == []
     cli("daemon", "status", expect=3)
     # A new daemon adopts what is left as stale; unmount through it clears it.
     daemon.start()
     assert [(m["mountpoint"], m["state"]) for m in daemon.mounts()] == [(mp2, "stale")]
     cli("unmount", mp2)
-    assert _mounts_under(daemon.root) == []
+    assert mounts_under(daemon.root) == []
     # Mounting again works; mount starts a daemon on demand when none runs.
     cli("daemon", "stop")
     r = cli("mount", "data:v1", mp1)
@@ -250,9 +251,9 @@ def test_sigterm_unmounts_everything_then_exits(cli, daemon, tmp_path):
     pid = daemon.pid()
     workers = [m["worker_pid"] for m in daemon.mounts()]
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not _alive(pid), what="daemon exit")
-    assert all(not _alive(w) for w in workers)
-    assert _mounts_under(daemon.root) == []
+    wait_for(lambda: not alive(pid), what="daemon exit")
+    assert all(not alive(w) for w in workers)
+    assert mounts_under(daemon.root) == []
     assert cli("mounts", "--json").out.strip() == "[]"
     assert not os.path.exists(daemon.socket)
 
@@ -271,7 +272,7 @@ def test_foreground_daemon_logs_and_stops_on_sigint(cli, daemon, tmp_path):
         assert proc.wait(30) == 0
         err = proc.stderr.read()
         assert "serving" in err and "unmounted " + mp in err
-        assert _mounts_under(daemon.root) == []
+        assert mounts_under(daemon.root) == []
         logs = glob.glob(os.path.join(cli.env["XDG_STATE_HOME"], "datamonfs", "daemon", "*",
                                       "daemon.log"))
         assert len(logs) == 1
@@ -289,7 +290,7 @@ def test_foreground_daemon_logs_and_stops_on_sigint(cli, daemon, tmp_path):
 
 @local_only
 def test_many_files_need_no_per_file_state(cli, daemon):
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "make_million_bundle.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "make_million_bundle.py")
     subprocess.run([sys.executable, script, "many", "--files", "20000", "--per-dir", "2000",
                     "--label", "m"], env=cli.env, check=True, capture_output=True, timeout=120)
     mp = daemon.mount("many:m")

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 
-from conftest import _alive, _mounts_under, wait_for
+from support.processes import alive, mounts_under, wait_for
 
 
 def make_repo(cli, tmp_path) -> str:
@@ -60,7 +60,7 @@ def test_mount_rw_status_commit_diff_unmount(cli, daemon, tmp_path):
     last = r.last_line
     assert "committed bundle" in r.err and last != bundle
     assert json.loads(cli("bundle", "get", "r:main", "--json").out)["id"] == last
-    assert record(daemon, mp) is None and _mounts_under(mp) == []
+    assert record(daemon, mp) is None and mounts_under(mp) == []
     files = json.loads(cli("bundle", "files", "r:main", "--json").out)
     assert "late.txt" in [f["path"] for f in files]
 
@@ -78,7 +78,7 @@ def test_new_branch_discard_and_refusals(cli, daemon, tmp_path):
     with open(os.path.join(mp, "x"), "wb") as f:
         f.write(b"x")
     cli("unmount", "--discard", mp)
-    assert _mounts_under(mp) == [] and record(daemon, mp) is None
+    assert mounts_under(mp) == [] and record(daemon, mp) is None
     assert [b["name"] for b in json.loads(cli("branch", "list", "r", "--json").out)] == ["main"]
     # commit_on_unmount = false: unmount refuses while something is staged
     cfg = os.path.join(cli.env["XDG_CONFIG_HOME"], "datamonfs", "config.toml")
@@ -141,7 +141,7 @@ def test_sigkill_of_the_daemon_keeps_what_was_fsynced(cli, daemon, tmp_path):
     workers = [m["worker_pid"] for m in daemon.mounts()]
     os.kill(daemon.pid(), signal.SIGKILL)  # with writes in flight
     for w in workers:
-        wait_for(lambda: not _alive(w), what=f"worker {w} to exit")
+        wait_for(lambda w=w: not alive(w), what=f"worker {w} to exit")
     t.join(10)
     offline = json.loads(cli("mounts", "--json").out)
     assert [(r["mountpoint"], r["mode"], r["state"]) for r in offline] == [(mp, "rw", "stale")]

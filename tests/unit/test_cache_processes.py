@@ -9,14 +9,14 @@ import signal
 import time
 
 import pytest
-from test_cache_support import (MiB, block_cache, block_files, check_consistent, child_result,
-                                children, chunk, store_chunks)
+from support.cache import (MiB, block_cache, block_files, check_consistent, child_result,
+                           chunk, store_chunks)
 
 # Child prelude: open a cache in argv[1] with limit argv[2]; chunk(n, seed) as in the tests.
 PRELUDE = """
 import json, os, random, signal, sys, time
 sys.path.insert(0, {tests!r})
-from test_cache_support import MiB, chunk, CountingStore
+from support.cache import MiB, chunk, CountingStore
 from datamonfs.cache.index import CacheIndex
 from datamonfs.cache import blocks, BlockCache
 directory, limit = sys.argv[1], int(sys.argv[2])
@@ -24,7 +24,7 @@ index = CacheIndex(directory)
 cache = BlockCache(index, limit)
 def die(*_):
     os.kill(os.getpid(), signal.SIGKILL)
-""".format(tests=os.path.dirname(__file__))
+""".format(tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 KILL_AT = PRELUDE + """
 point = sys.argv[3]
@@ -42,7 +42,7 @@ elif point == "renaming":                      # temp file complete, not renamed
 elif point == "committing":                    # file in place, entry not committed
     os.rename = lambda a, b: (real_rename(a, b), die())
 elif point == "unlinking":                     # eviction committed, evicted file still there
-    blocks._unlink = die
+    blocks.unlink_quietly = die
 for seed in (1, 2, 3, 4, 5):
     cache.put(*chunk(MiB, seed))
 """

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
 
 from benchsuite.measure import OURS, Figure, Results, Table, alternate  # noqa: E402
 from benchsuite.report import markdown, summary_rows  # noqa: E402

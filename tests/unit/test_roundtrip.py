@@ -9,7 +9,7 @@ import shutil
 import tempfile
 
 import pytest
-from helpers import snapshot, write
+from support.files import snapshot, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
