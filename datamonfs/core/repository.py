@@ -222,7 +222,7 @@ class Repository:
 
     def _suggestion(self, repo: str, ref: str) -> str:
         names = {name: kind for kind in (LABEL, BRANCH) for name in self.ref_names(repo, kind)}
-        close = difflib.get_close_matches(ref, list(names), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(ref, list(names), n=3, cutoff=0.5)
         if not close:
             return f"; see 'datamonfs label list {repo}' and 'datamonfs branch list {repo}'"
         return "; did you mean " + " or ".join(f"{n!r} ({names[n]})" for n in close) + "?"

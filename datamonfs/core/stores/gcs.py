@@ -16,7 +16,9 @@ import errno
 import json
 import logging
 import os
+import threading
 import time
+from contextlib import contextmanager
 from typing import Iterator
 
 from ...errors import ConfigError, KeyNotFound, StoreUnavailable
@@ -29,6 +31,7 @@ CREDENTIAL_TYPES = ("service_account", "authorized_user", "external_account",
                     "impersonated_service_account", "external_account_authorized_user")
 
 log = logging.getLogger("datamonfs.store")
+log.addHandler(logging.NullHandler())  # shown where a program says (the CLI: on a terminal)
 
 
 def load_credentials(path: str):
@@ -71,6 +74,7 @@ class GCSStore(Store):
         self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.timeout = store_timeout() if timeout is None else timeout
         self._bucket_exists = False  # checked once, on the first key found missing
+        self._slow = SlowCalls(self.url, self.timeout)
         try:
             if os.environ.get("STORAGE_EMULATOR_HOST"):
                 from google.auth.credentials import AnonymousCredentials
@@ -99,11 +103,13 @@ class GCSStore(Store):
         may take only the time left, so the deadline holds however the store fails."""
         start = time.monotonic()
         end = start + time_left(self.timeout)
-        pause, noticed = 0.1, False
+        pause = 0.1
         while True:
             left = max(end - time.monotonic(), 0.05)
             try:
-                return fn(*args, retry=None, timeout=(min(CONNECT_TIMEOUT, left), left), **kwargs)
+                with self._slow.running():
+                    return fn(*args, retry=None, timeout=(min(CONNECT_TIMEOUT, left), left),
+                              **kwargs)
             except self._gexc.NotFound:
                 raise self._missing(key) from None
             except self._gexc.PreconditionFailed:
@@ -121,11 +127,8 @@ class GCSStore(Store):
                     raise StoreUnavailable(
                         f"store {self.url} did not answer within {self.timeout:g}s "
                         f"(DATAMONFS_STORE_TIMEOUT): {cause}; check the network") from None
-                if not noticed and now - start >= NOTICE_AFTER:
-                    noticed = True
-                    log.warning("store %s is not answering (%s); retrying for up to %.0fs "
-                                "(DATAMONFS_STORE_TIMEOUT)", self.url, cause, end - start)
-                time.sleep(pause)
+                with self._slow.running():
+                    time.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
     def _missing(self, key: str) -> Exception:
@@ -204,6 +207,46 @@ class GCSStore(Store):
 
     def close(self) -> None:
         self._client.close()
+
+
+class SlowCalls:
+    """Says (a log warning, which the CLI shows on a terminal) when a store call has gone
+    on for NOTICE_AFTER seconds: a hung store blocks one try for the whole timeout, so
+    the try itself cannot. One watcher thread per store, only while calls run."""
+
+    def __init__(self, url: str, timeout: float):
+        self.url, self.timeout = url, timeout
+        self.lock = threading.Lock()
+        self.running_since: dict[int, float] = {}
+        self.watching = self.noticed = False
+
+    @contextmanager
+    def running(self):
+        key = threading.get_ident()
+        with self.lock:
+            self.running_since.setdefault(key, time.monotonic())
+            if not self.watching:
+                self.watching = True
+                threading.Thread(target=self._watch, daemon=True, name="store-watch").start()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.running_since.pop(key, None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.25)
+            with self.lock:
+                if not self.running_since:
+                    self.watching = self.noticed = False
+                    return
+                oldest = min(self.running_since.values())
+                notice = not self.noticed and time.monotonic() - oldest >= NOTICE_AFTER
+                self.noticed = self.noticed or notice
+            if notice:
+                log.warning("store %s is not answering; retrying for up to %gs "
+                            "(DATAMONFS_STORE_TIMEOUT)", self.url, self.timeout)
 
 
 _ERRNO_TEXT = {errno.ECONNREFUSED: "connection refused", errno.ETIMEDOUT: "timed out",
