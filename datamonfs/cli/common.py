@@ -97,11 +97,14 @@ def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None
         yield None
         return
     if sys.stderr.isatty():
+        import shutil
+
         from tqdm import tqdm
 
+        width = shutil.get_terminal_size((100, 24)).columns  # a fresh pty says 0: use 100
         with tqdm(total=total or None, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
                   file=sys.stderr, mininterval=0.25, smoothing=0.1, leave=True,
-                  dynamic_ncols=True) as bar:
+                  ncols=width) as bar:
             yield bar.update
         return
     start = last = time.monotonic()
