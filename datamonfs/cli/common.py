@@ -101,10 +101,10 @@ def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None
 
         from tqdm import tqdm
 
-        width = shutil.get_terminal_size((100, 24)).columns  # a fresh pty says 0: use 100
+        size = shutil.get_terminal_size((100, 24))  # a fresh pty says 0x0 (tqdm: hidden)
         with tqdm(total=total or None, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
                   file=sys.stderr, mininterval=0.25, smoothing=0.1, leave=True,
-                  ncols=width) as bar:
+                  ncols=size.columns, nrows=size.lines) as bar:
             yield bar.update
         return
     start = last = time.monotonic()

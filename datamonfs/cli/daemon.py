@@ -149,8 +149,9 @@ def mount(ref: str, mountpoint: str, rw: bool, new: bool, as_json: bool, branch:
 @click.option("--discard", is_flag=True,
               help="Writable mounts: drop what is staged instead of committing it.")
 @click.option("--lazy", is_flag=True,
-              help="Detach now even when busy (the kernel's lazy unmount): programs still "
-                   "using it keep what they opened; a writable mount commits first.")
+              help="Detach now even when busy (the kernel's lazy unmount); a writable mount "
+                   "commits first. Files programs still hold open fail (ENOTCONN) once its "
+                   "worker has stopped.")
 @socket_option
 @json_option
 def unmount(mountpoint: str, discard: bool, lazy: bool, socket_path: str | None,

@@ -73,9 +73,9 @@ class StoreSpec:
         return env
 
 
-def open_store(spec: StoreSpec | str, create: bool = False) -> Store:
-    """Open a store. A local store's directory is made only with `create` (commands that
-    write); otherwise a missing one is a StoreUnavailable saying it does not exist."""
+def open_store(spec: StoreSpec | str, create: bool = True) -> Store:
+    """Open a store. A missing local store's directory is made with `create`; without it
+    (the CLI's commands that only read) it is a StoreUnavailable saying it does not exist."""
     if isinstance(spec, str):
         spec = StoreSpec.from_environment(spec)
     url = spec.url
