@@ -37,25 +37,31 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
             proc.wait()
 
 
-@pytest.fixture(scope="module")
-def gcs_emulator():
-    """A fresh gcp-storage-emulator per test module (it slows as objects accumulate)."""
+def start_emulator() -> tuple[subprocess.Popen, str]:
+    """A gcp-storage-emulator on a free port, serving: (its process, its URL)."""
     port = free_port()
     proc = subprocess.Popen(
         [os.path.join(VENV_BIN, "gcp-storage-emulator"), "start", "--host=127.0.0.1",
          f"--port={port}", "--in-memory", "-q"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_process(proc)
+                raise RuntimeError("gcp-storage-emulator did not start")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def gcs_emulator():
+    """A fresh gcp-storage-emulator per test module (it slows as objects accumulate)."""
+    proc, url = start_emulator()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gcp-storage-emulator did not start")
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         stop_process(proc)
 

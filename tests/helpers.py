@@ -31,3 +31,27 @@ def snapshot(root) -> dict:
                 with open(path, "rb") as f:
                     result[rel] = ("file", f.read(), stat.S_IMODE(st.st_mode), st.st_mtime_ns)
     return result
+
+
+def on_terminal(args: list[str], env: dict, timeout: float = 120) -> tuple[int, bytes]:
+    """Run a command with stderr on a pseudo-terminal: (exit status, what it showed there)."""
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(args, env=env, stderr=slave, stdout=subprocess.PIPE,
+                              timeout=timeout)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(master)
+    return proc.returncode, shown

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 
 import pytest
 from conftest import DATAMONFS, _mounts_under
-from helpers import write
+from helpers import on_terminal, write
 
 from test_cli_stores import one_line_error, with_env
 
@@ -89,25 +88,21 @@ def test_commit_shows_progress_fed_by_the_daemon(cli, daemon, repo):
     mp = daemon.mountpoint()
     cli("mount", "--rw", "r", mp)
     write(mp, "big.bin", os.urandom(12 << 20))
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.run([DATAMONFS, "commit", mp, "-m", "big"], env=cli.env,
-                              stderr=slave, stdout=subprocess.PIPE, timeout=120)
-        os.close(slave)
-        shown = b""
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            shown += data
-    finally:
-        os.close(master)
-    assert proc.returncode == 0, shown
+    code, shown = on_terminal([DATAMONFS, "commit", mp, "-m", "big"], cli.env)
+    assert code == 0, shown
     assert b"committing" in shown and b"100%" in shown and b"12.0M" in shown, shown
     write(mp, "big2.bin", os.urandom(6 << 20))
     lines = with_env(cli, DATAMONFS_PROGRESS_INTERVAL="0")("commit", mp, "-m", "x").err
     assert "committing: " in lines and "MiB" in lines, lines  # no terminal: plain lines
     cli("unmount", mp)
+
+
+def test_daemon_stop_says_what_it_unmounted_and_is_idempotent(cli, daemon, repo):
+    ro, rw = daemon.mountpoint(), daemon.mountpoint()
+    cli("mount", "r:v1", ro)
+    cli("mount", "--rw", "r", rw)
+    assert json.loads(cli("daemon", "status", "--json").out)["running"] is True
+    r = cli("daemon", "stop")
+    assert f"unmounted {ro}\n" in r.err and f"unmounted {rw} (staged changes kept)" in r.err
+    assert "nothing to stop" in cli("daemon", "stop").err
+    cli("unmount", rw, "--discard")

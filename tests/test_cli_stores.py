@@ -7,13 +7,11 @@ import copy
 import json
 import os
 import signal
-import socket
-import subprocess
 import time
 
 import pytest
-from conftest import DATAMONFS, VENV_BIN, free_port, make_bucket, stop_process
-from helpers import write
+from conftest import DATAMONFS, free_port, make_bucket, start_emulator, stop_process
+from helpers import on_terminal, write
 
 
 def with_env(cli, **env):
@@ -118,6 +116,9 @@ def test_missing_store_is_one_line_exit_3_and_config_create_checks_it(cli, tmp_p
         missing = "file://" + str(tmp_path / "typo" / "store")
         words = ("does not exist", str(tmp_path / "typo"))
     plain = with_env(cli, DATAMONFS_STORE=None)
+    cli("repo", "create", "exists")  # the fixture's store exists: config create takes it
+    plain("config", "create", "--name", "Ada", "--email", "a@x", "--store", cli.store_url)
+    assert json.loads(plain("repo", "list", "--json").out)[0]["name"] == "exists"
     r = plain("config", "create", "--name", "Ada", "--email", "a@x", "--store", missing,
               expect=3)
     one_line_error(r, *words, "--no-check")
@@ -153,21 +154,8 @@ def test_refused_connection_fails_fast_in_one_line(tmp_path):
 def paused_emulator():
     """An emulator of its own (the module's is shared), with a bucket, stopped (SIGSTOP):
     it accepts connections and never answers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [os.path.join(VENV_BIN, "gcp-storage-emulator"), "start", "--host=127.0.0.1",
-         f"--port={port}", "--in-memory", "-q"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, host = start_emulator()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
-        host = f"http://127.0.0.1:{port}"
         saved = os.environ.get("STORAGE_EMULATOR_HOST")
         bucket = make_bucket(host)
         if saved is None:
@@ -197,30 +185,13 @@ def test_store_that_does_not_answer_fails_at_the_timeout_in_one_line(tmp_path, p
 
 
 def test_slow_store_says_it_retries_on_a_terminal(tmp_path, paused_emulator):
-    import pty
-
     from conftest import CLI
 
     host, bucket = paused_emulator
     c = CLI(str(tmp_path / "home"), f"gs://{bucket}/dm")
     c.env.update(STORAGE_EMULATOR_HOST=host, DATAMONFS_STORE_TIMEOUT="5")
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.run([DATAMONFS, "repo", "list"], env=c.env, stderr=slave,
-                              stdout=subprocess.PIPE, timeout=60)
-        os.close(slave)
-        shown = b""
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            shown += data
-    finally:
-        os.close(master)
-    assert proc.returncode == 3
+    code, shown = on_terminal([DATAMONFS, "repo", "list"], c.env)
+    assert code == 3
     assert b"is not answering" in shown and b"retrying for up to" in shown, shown
 
 

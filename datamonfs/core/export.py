@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ..errors import AlreadyExists, DatamonError, IntegrityError
+from ..errors import AlreadyExists, DatamonError, IntegrityError, StoreUnavailable
 from . import rules
 from .chunks import ChunkReader
 from .encoding import address
@@ -75,11 +75,17 @@ def download(repo: Repository, bundle: Bundle, dest: str, reader: ChunkReader | 
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _mark(root, bundle)
-        with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="download") as pool:
-            job = _Download(repo, reader or repo.chunks, pool, dest, root, stats, progress)
-            job.resume, job.delete = resume, delete
-            job.run(bundle, name_filter)
-        os.unlink(MARKER, dir_fd=root)
+        try:
+            with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="download") as pool:
+                job = _Download(repo, reader or repo.chunks, pool, dest, root, stats, progress)
+                job.resume, job.delete = resume, delete
+                job.run(bundle, name_filter)
+        except (StoreUnavailable, KeyboardInterrupt):
+            raise  # worth resuming: the marker stays
+        except BaseException:
+            _unlink_marker(root)  # refused (a hostile bundle, a conflict): running again won't help
+            raise
+        _unlink_marker(root)
     finally:
         os.close(root)
     return stats
@@ -93,6 +99,13 @@ def _marked_bundle(dest: str) -> str | None:
         return value if isinstance(value, str) else None
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _unlink_marker(root: int) -> None:
+    try:
+        os.unlink(MARKER, dir_fd=root)
+    except FileNotFoundError:
+        pass
 
 
 def _mark(root: int, bundle: Bundle) -> None:
