@@ -75,13 +75,12 @@ def _folder_size(directory: str) -> int | None:
     return ingest.scan_size(directory) if sys.stderr.isatty() else None
 
 
-def decorations(repository: Repository, repo: str) -> dict[str, list[str]]:
-    """Bundle id -> the labels and branches naming it now (branches first), as git's
-    --decorate."""
-    names: dict[str, list[str]] = {}
-    for kind in (BRANCH, LABEL):
+def decorations(repository: Repository, repo: str) -> dict[str, dict[str, list[str]]]:
+    """Bundle id -> {"branches": [...], "labels": [...]} naming it now, as git's --decorate."""
+    names: dict[str, dict[str, list[str]]] = {}
+    for kind, key in ((BRANCH, "branches"), (LABEL, "labels")):
         for r in repository.list_refs(repo, kind):
-            names.setdefault(r.bundle, []).append(r.name)
+            names.setdefault(r.bundle, {"branches": [], "labels": []})[key].append(r.name)
     return names
 
 
@@ -96,17 +95,15 @@ def list_(repo: str, branch: str | None, limit: int | None, as_json: bool) -> No
     repository = open_repository()
     bundles = repository.list_bundles(repo, branch)[:limit]
     names = decorations(repository, repo)
+    none = {"branches": [], "labels": []}
     if as_json:
-        branches = {r.name for r in repository.list_refs(repo, BRANCH)}
-        emit_json([{**bundle_json(b),
-                    "branches": [n for n in names.get(b.id, []) if n in branches],
-                    "labels": [n for n in names.get(b.id, []) if n not in branches]}
-                   for b in bundles])
+        emit_json([{**bundle_json(b), **names.get(b.id, none)} for b in bundles])
         return
     for b in bundles:
-        refs = f" ({', '.join(names[b.id])})" if b.id in names else ""
+        refs = names.get(b.id, none)["branches"] + names.get(b.id, none)["labels"]
+        shown = f" ({', '.join(refs)})" if refs else ""
         click.echo(f"{b.id}\t{iso_time(b.time)}\t{b.author_name}\t{b.files} files\t"
-                   f"{human_size(b.bytes)}\t{b.message}{refs}")
+                   f"{human_size(b.bytes)}\t{b.message}{shown}")
 
 
 @bundle.command("get")
