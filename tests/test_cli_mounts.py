@@ -94,7 +94,9 @@ def test_commit_shows_progress_fed_by_the_daemon(cli, daemon, repo):
     write(mp, "big2.bin", os.urandom(6 << 20))
     lines = with_env(cli, DATAMONFS_PROGRESS_INTERVAL="0")("commit", mp, "-m", "x").err
     assert "committing: " in lines and "MiB" in lines, lines  # no terminal: plain lines
-    cli("unmount", mp)
+    write(mp, "big3.bin", os.urandom(6 << 20))
+    lines = with_env(cli, DATAMONFS_PROGRESS_INTERVAL="0")("unmount", mp).err
+    assert "committing: " in lines and "committed bundle" in lines, lines
 
 
 def test_daemon_stop_says_what_it_unmounted_and_is_idempotent(cli, daemon, repo):

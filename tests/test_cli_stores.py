@@ -60,7 +60,6 @@ def test_one_daemon_serves_each_request_from_the_store_it_names(cli, daemon, tmp
     one_line_error(r, "file://" + str(tmp_path / "s2"), cli.store_url)
 
 
-@pytest.mark.parametrize("store_url", ["local"], indirect=True)
 def test_writable_mount_commits_to_its_own_store(cli, daemon, tmp_path):
     folder = tmp_path / "d"
     write(folder, "a.txt", b"a")
