@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator
 
 import click
@@ -23,23 +23,24 @@ def _client(socket_path: str | None):
 
 
 @contextmanager
-def commit_progress() -> Iterator[Callable[[dict], None] | None]:
-    """A progress bar fed by the daemon's progress lines of a commit (docs/PROTOCOL.md)."""
-    with progress_bar(None, "committing") as advance:
-        if advance is None:
-            yield None
-            return
-        shown = {"done": 0}
+def commit_progress() -> Iterator[Callable[[dict], None]]:
+    """A callback for the daemon's progress lines of a commit (docs/PROTOCOL.md), drawing a
+    progress bar from the first line on: an unmount that commits nothing shows none."""
+    with ExitStack() as stack:
+        state: dict = {"advance": None, "done": 0}
 
         def on_progress(p: dict) -> None:
             done, total = p.get("done"), p.get("total")
-            if not isinstance(done, int) or done < shown["done"]:
+            if not isinstance(done, int) or done < state["done"]:
                 return
-            bar = getattr(advance, "__self__", None)  # the tqdm bar, when on a terminal
+            if state["advance"] is None:
+                state["advance"] = stack.enter_context(progress_bar(None, "committing")) or (
+                    lambda n: None)
+            bar = getattr(state["advance"], "__self__", None)  # the tqdm bar on a terminal
             if bar is not None and isinstance(total, int) and total >= done:
                 bar.total = total
-            advance(done - shown["done"])
-            shown["done"] = done
+            state["advance"](done - state["done"])
+            state["done"] = done
 
         yield on_progress
 
