@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from ..cache import CachedChunkReader, clear_unused, open_cache, warm
+from .bundle import filter_option
 from .common import emit_json, human_size, info, json_option, load_config, open_repository, progress_bar
+from .completion import complete_ref
 
 
 @click.group()
@@ -38,16 +40,16 @@ def status(as_json: bool) -> None:
 
 
 @cache.command("prefetch")
-@click.argument("ref")
-@click.option("--prefix", default="", help="Only files whose path starts with this.")
-def prefetch(ref: str, prefix: str) -> None:
+@click.argument("ref", shell_complete=complete_ref)
+@filter_option
+def prefetch(ref: str, pattern: str | None) -> None:
     """Fetch the files of bundle REF (REPO:REF) into the cache."""
     cfg = load_config()
     blocks, _ = open_cache(cfg)
     repository = open_repository(cfg)
     b = repository.resolve(ref)
     count = total = 0
-    for _, entry in warm.files(repository, b, prefix):
+    for _, entry in warm.files(repository, b, pattern):
         count += 1
         total += entry.size
     if total > blocks.limit:
@@ -57,7 +59,7 @@ def prefetch(ref: str, prefix: str) -> None:
     reader = CachedChunkReader(blocks, repository.chunks)
     try:
         with progress_bar(total, "prefetching") as progress:
-            warm.warm(repository, reader, b, prefix, progress)
+            warm.warm(repository, reader, b, pattern, progress)
     finally:
         reader.close()
     fetched = blocks.stats()["bytes_fetched"] - before

@@ -44,17 +44,25 @@ class ControlServer:
                     continue
                 if line is None:
                     return
-                await chan.send(await self.dispatch(line, peer))
+                await chan.send(await self.dispatch(line, peer, chan))
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             pass  # the client went away; nothing to answer
         finally:
             await stream.aclose()
 
-    async def dispatch(self, line: bytes, peer: auth.Peer) -> dict:
+    async def dispatch(self, line: bytes, peer: auth.Peer,
+                       chan: protocol.LineStream | None = None) -> dict:
         rid = None
         try:
             req = protocol.decode(line)
             rid = protocol.request_id(req)
+            if chan is not None and req.get("progress") is True:
+                async def progress(p: dict, rid=rid) -> None:
+                    await chan.send({"id": rid, "progress": p})
+
+                protocol.set_progress_sink(progress)
+            else:
+                protocol.set_progress_sink(None)
             op = req.get("op")
             handler = self.ops.get(op) if isinstance(op, str) else None
             if handler is None:

@@ -44,14 +44,22 @@ def group_id(name: str | None) -> int | None:
             raise ConfigError(f"no group named {name!r}") from None
 
 
+WORKER_LOG = "DATAMONFS_WORKER_LOG"  # internal: set by the daemon for its workers
+LOG_BYTES, LOG_KEEP = 10 << 20, 3  # daemon.log rotates at 10 MiB; .1 .. .3 are kept
+
+
 def _setup_logging(paths: DaemonPaths, foreground: bool) -> int:
-    """Log to the log file (and to stderr in the foreground); returns a descriptor
-    of the log file for the workers' output."""
+    """Log to the log file, rotated at LOG_BYTES (and to stderr in the foreground);
+    returns a descriptor of the log file for what workers print outside logging (a
+    crash's traceback). Workers log through their own handler that follows rotation."""
+    from logging.handlers import RotatingFileHandler
+
     os.makedirs(paths.state, mode=0o700, exist_ok=True)
     fmt = logging.Formatter(f"%(asctime)s daemon[{os.getpid()}] %(levelname)s %(message)s")
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    handlers = [logging.FileHandler(paths.log)]
+    handlers: list[logging.Handler] = [
+        RotatingFileHandler(paths.log, maxBytes=LOG_BYTES, backupCount=LOG_KEEP)]
     if foreground:
         handlers.append(logging.StreamHandler(sys.stderr))
     for h in handlers:
@@ -108,6 +116,7 @@ def run(socket_path: str | None, group_name: str | None = None, foreground: bool
         return e.exit_code
     os.chdir("/")  # never keep a directory (a mountpoint, say) busy
     log_fd = _setup_logging(paths, foreground)
+    os.environ[WORKER_LOG] = paths.log  # workers log there themselves, following rotation
     try:
         sock = _listen(paths, group)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))

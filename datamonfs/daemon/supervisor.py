@@ -119,5 +119,7 @@ class Supervisor:
     async def op_shutdown(self, req: dict, peer: auth.Peer) -> dict:
         if not auth.is_privileged(peer):
             raise Refused("only root or the daemon's user may stop it", "forbidden")
+        mounts = [{"mountpoint": m.record.mountpoint, "mode": m.record.mode,
+                   "state": m.record.state} for m in self.table.mounts.values()]
         self.nursery.start_soon(self.shutdown)
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "mounts": mounts}

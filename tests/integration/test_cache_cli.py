@@ -84,10 +84,10 @@ def test_prefetch_prefix_then_clear(cli, data, tmp_path):
     cli("repo", "create", "r")
     cli("bundle", "upload", "r", str(data), "-m", "x", "--label", "v1")
     one = chunks_of(data / "big/one.bin")
-    r = cli("cache", "prefetch", "r:v1", "--prefix", "big/o")
+    r = cli("cache", "prefetch", "r:v1", "--filter", "big/o*")
     assert r.err.splitlines()[-1].startswith("1 files, 2.9 MiB;")
     assert counters(cli) == (len(one), sum(one.values()), 0, 0, sum(one.values()))
-    cli("cache", "prefetch", "r:v1", "--prefix", "big/o")  # already there: nothing fetched
+    cli("cache", "prefetch", "r:v1", "--filter", "big/o*")  # already there: nothing fetched
     assert counters(cli) == (len(one), sum(one.values()), 0, 0, sum(one.values()))
 
     everything = chunks_of(data / "big/one.bin", data / "big/two.bin", data / "small/a.txt")

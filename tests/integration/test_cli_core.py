@@ -49,7 +49,7 @@ def test_upload_list_get_files_download(cli, data, tmp_path):
     files = json.loads(cli("bundle", "files", "imagery:v1", "--json").out)
     assert [f["path"] for f in files] == ["a.txt", "sub/big.bin", "sub/deeper/c.csv", "sub/link"]
     assert files[3]["target"] == "../a.txt"
-    sub = json.loads(cli("bundle", "files", "imagery:v1", "--prefix", "sub/deeper", "--json").out)
+    sub = json.loads(cli("bundle", "files", "imagery:v1", "--filter", "sub/deeper", "--json").out)
     assert [f["path"] for f in sub] == ["sub/deeper/c.csv"]
 
     out = tmp_path / "out"
@@ -57,20 +57,20 @@ def test_upload_list_get_files_download(cli, data, tmp_path):
     assert snapshot(out) == snapshot(data)
 
     r = cli("bundle", "download", "imagery:v1", str(out), expect=1)
-    assert "not empty" in r.err and "--force" in r.err
+    assert "not empty" in r.err and "--resume" in r.err
     (out / "a.txt").write_bytes(b"changed")
     cli("bundle", "download", "imagery:v1", str(out), "--force")
     assert (out / "a.txt").read_bytes() == b"hello\n"
 
     only = tmp_path / "only"
-    cli("bundle", "download", "imagery:v1", str(only), "--name-filter", "*.csv")
+    cli("bundle", "download", "imagery:v1", str(only), "--filter", "*.csv")
     assert sorted(snapshot(only)) == ["sub", "sub/deeper", "sub/deeper/c.csv"]
 
 
 def test_versions_diff_dedup_and_history(cli, data):
     cli("repo", "create", "r")
     first = upload(cli, "r", data, "--label", "v1")
-    again = cli("bundle", "upload", "r", str(data), "-m", "same")
+    again = cli("bundle", "upload", "r", str(data), "-m", "same", "--allow-empty")
     assert "0 of" in again.err  # nothing new to upload
     write(data, "a.txt", b"hello world\n")
     write(data, "new.txt", b"new")
@@ -81,7 +81,7 @@ def test_versions_diff_dedup_and_history(cli, data):
     assert diff == [
         {"path": "a.txt", "change": "modified", "old_size": 6, "new_size": 12},
         {"path": "new.txt", "change": "added", "old_size": None, "new_size": 3},
-        {"path": "sub/deeper/c.csv", "change": "removed", "old_size": 8, "new_size": None},
+        {"path": "sub/deeper/c.csv", "change": "deleted", "old_size": 8, "new_size": None},
     ]
     assert cli("bundle", "diff", "r:v1", f"r:{first[:6]}").out == ""
 
@@ -165,7 +165,7 @@ def test_ambiguous_bundle_prefix(cli):
     r = cli("bundle", "get", f"r:{b.id[:4]}", expect=1)
     assert "matches 2 bundles" in r.err and "give more characters" in r.err
     assert json.loads(cli("bundle", "get", f"r:{b.id[:12]}", "--json").out)["id"] == b.id
-    assert "no label, branch or bundle" in cli("bundle", "get", f"r:{b.id[:3]}", expect=1).err
+    assert "needs at least 4 hex digits" in cli("bundle", "get", f"r:{b.id[:3]}", expect=1).err
 
 
 def test_usage_errors_exit_2(cli):

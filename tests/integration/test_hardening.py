@@ -88,7 +88,7 @@ def test_links_through_links_and_duplicates_across_pages_cannot_escape(cli, plan
     root = planter.paged([[link_entry("l", "."), link_entry("z", "l/..")],
                           [dir_entry("z", zdir, 1, 4)]])
     planter.bundle(root, 3, 4)
-    for args in ((), ("--name-filter", "*"), ("--name-filter", "z/*")):
+    for args in ((), ("--filter", "*"), ("--filter", "z/*")):
         refused(cli, "r:bad", sandbox.dest, *args, "--force")
     assert sandbox.unchanged()
     assert not os.path.exists(sandbox / "sub") and not os.path.exists(sandbox.top / "sub")
@@ -110,7 +110,7 @@ def test_a_symlink_already_in_the_destination_is_never_followed(cli, planter, sa
     planter.bundle(planter.tree([dir_entry("d", inner, 1, 7)]), 1, 7)
     os.makedirs(sandbox.dest)
     os.symlink("../victim", os.path.join(sandbox.dest, "d"))
-    for args in ((), ("--name-filter", "*")):
+    for args in ((), ("--filter", "*")):
         r = cli("bundle", "download", "r:bad", sandbox.dest, "--force", *args, expect=1)
         assert "is a symlink or a file in the destination" in r.err
     assert sandbox.unchanged() and not os.path.exists(sandbox / "victim" / "f")
@@ -154,7 +154,7 @@ def test_mount_fails_reads_of_a_chunk_list_that_lies(cli, planter, daemon, tmp_p
                                  file_entry("good", [(h, 6)]),
                                  file_entry("lie", [(h, 3), (h, 6)])]), 3, 1015)
     for path in ("big", "lie"):
-        refused(cli, "r:bad", str(tmp_path / f"out-{path}"), "--name-filter", path)
+        refused(cli, "r:bad", str(tmp_path / f"out-{path}"), "--filter", path)
     mp = daemon.mount("r:bad")
     with open(os.path.join(mp, "good"), "rb") as f:  # caches the chunk
         assert f.read() == b"hello!"
@@ -214,7 +214,7 @@ def test_a_tree_bomb_is_refused_quickly(cli, planter, daemon, tmp_path):
         files *= 2
     planter.bundle(tree, 1, 1)
     start = time.monotonic()
-    for args in ((), ("--name-filter", "*/f")):
+    for args in ((), ("--filter", "*/f")):
         refused(cli, "r:bad", str(tmp_path / "out"), *args, "--force", what="claims")
     cli("bundle", "files", "r:bad", expect=4)
     cli("cache", "prefetch", "r:bad", expect=4)

@@ -106,7 +106,7 @@ def test_big_file_stages_only_what_was_written(repo, mounts):
     assert t.lookup(new.tree, "moved").tree == t.lookup(repo.base.tree, "dir").tree
     assert t.lookup(new.tree, "keep").tree == t.lookup(repo.base.tree, "keep").tree
     changes = [(c.path, c.change) for c in diff_trees(repo, repo.base.tree, new.tree)]
-    assert changes == [("big.bin", "modified"), ("dir/sub/y", "removed"), ("dir/x", "removed"),
+    assert changes == [("big.bin", "modified"), ("dir/sub/y", "deleted"), ("dir/x", "deleted"),
                        ("moved/sub/y", "added"), ("moved/x", "added")]
     assert h.status() == []
     assert os.listdir(staged) == []

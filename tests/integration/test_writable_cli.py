@@ -35,7 +35,7 @@ def test_mount_rw_status_commit_diff_unmount(cli, daemon, tmp_path):
     os.mkdir(os.path.join(mp, "new"))
     with open(os.path.join(mp, "new/n.txt"), "wb") as f:
         f.write(b"new\n")
-    staged = json.loads(cli("status", mp, "--json").out)
+    staged = json.loads(cli("status", mp, "--json").out)["changes"]
     assert [(c["path"], c["change"]) for c in staged] == [
         ("a.txt", "modified"), ("dir/old.txt", "deleted"), ("new/", "added"),
         ("new/n.txt", "added")]
@@ -47,8 +47,8 @@ def test_mount_rw_status_commit_diff_unmount(cli, daemon, tmp_path):
     assert got["id"] == bundle and got["parents"] == [base] and got["message"] == "edits"
     diff = json.loads(cli("bundle", "diff", f"r:{base}", "r:v2", "--json").out)
     assert [(d["path"], d["change"]) for d in diff] == [
-        ("a.txt", "modified"), ("dir/old.txt", "removed"), ("new/n.txt", "added")]
-    assert json.loads(cli("status", mp, "--json").out) == []
+        ("a.txt", "modified"), ("dir/old.txt", "deleted"), ("new/n.txt", "added")]
+    assert json.loads(cli("status", mp, "--json").out)["changes"] == []
     assert record(daemon, mp)["bundle"] == bundle and record(daemon, mp)["mode"] == "rw"
     # nothing staged: nothing committed, the same bundle printed
     r = cli("commit", mp, "-m", "nothing")
@@ -174,7 +174,7 @@ def test_dead_writable_mount_can_be_resumed_or_discarded(cli, daemon, tmp_path):
     cli("mount", "--rw", "r:main", mp)  # resumes the overlay
     with open(os.path.join(mp, "keep.txt"), "rb") as f:
         assert f.read() == b"keep me"
-    assert [c["path"] for c in json.loads(cli("status", mp, "--json").out)] == ["keep.txt"]
+    assert [c["path"] for c in json.loads(cli("status", mp, "--json").out)["changes"]] == ["keep.txt"]
     # stopping the daemon keeps the overlay; --discard without a daemon drops it
     cli("daemon", "stop")
     assert [r["state"] for r in json.loads(cli("mounts", "--json").out)] == ["stale"]

@@ -301,7 +301,7 @@ class FileOps(RuleBasedStateMachine):
         expected = {}
         for rel in set(self.start) | set(end):
             if rel not in end:
-                expected[prefix + rel] = "removed"
+                expected[prefix + rel] = "deleted"
             elif rel not in self.start:
                 expected[prefix + rel] = "added"
             elif self.start[rel] != end[rel]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import pty
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -48,3 +50,41 @@ class CLI:
                 f"datamonfs {' '.join(args)} exited {proc.returncode}, expected {expect}\n"
                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
         return result
+
+
+def with_env(cli: CLI, **env) -> CLI:
+    """The same CLI (home, config, socket) with other environment variables (None: unset)."""
+    other = copy.copy(cli)
+    other.env = {**cli.env, **env}
+    for key, value in env.items():
+        if value is None:
+            other.env.pop(key)
+    return other
+
+
+def one_line_error(r: Result, *words: str) -> None:
+    """`r` failed with one line on stderr, holding each of `words`."""
+    assert r.err.count("\n") == 1 and r.err.startswith("datamonfs: error: "), r.err
+    for w in words:
+        assert w in r.err, r.err
+
+
+def on_terminal(args: list[str], env: dict, timeout: float = 120) -> tuple[int, bytes]:
+    """Run a command with stderr on a pseudo-terminal: (exit status, what it showed there)."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(args, env=env, stderr=slave, stdout=subprocess.PIPE,
+                              timeout=timeout)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(master)
+    return proc.returncode, shown

@@ -16,25 +16,32 @@ from .processes import free_port, stop_process
 VENV_BIN = os.path.dirname(sys.executable)
 
 
-@contextmanager
-def emulator() -> Iterator[str]:
-    """A fresh in-memory emulator (it slows as objects accumulate); yields its URL."""
+def start_emulator() -> tuple[subprocess.Popen, str]:
+    """A fresh in-memory emulator on a free port, serving: (its process, its URL). The
+    caller stops it (processes.stop_process)."""
     port = free_port()
     proc = subprocess.Popen(
         [os.path.join(VENV_BIN, "gcp-storage-emulator"), "start", "--host=127.0.0.1",
          f"--port={port}", "--in-memory", "-q"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_process(proc)
+                raise RuntimeError("gcp-storage-emulator did not start") from None
+            time.sleep(0.1)
+
+
+@contextmanager
+def emulator() -> Iterator[str]:
+    """An emulator for the block (it slows as objects accumulate: use a fresh one); its URL."""
+    proc, url = start_emulator()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gcp-storage-emulator did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         stop_process(proc)
 

@@ -87,10 +87,10 @@ def test_changes_reuse_untouched_subtrees_and_diff_shows_exactly_them(repo, tmp_
     assert new_meta.chunks == meta.chunks and new_meta.mode == 0o600
     assert (b.files, b.bytes) == (8, 100 + 1 + 5 + 9 + 2 + 2 + 10)  # links count as files, not bytes
     changes = [(c.path, c.change) for c in diff_trees(repo, base.tree, b.tree)]
-    assert changes == [("edit/a.txt", "modified"), ("edit/gone.txt", "removed"),
+    assert changes == [("edit/a.txt", "modified"), ("edit/gone.txt", "deleted"),
                        ("edit/link", "added"), ("edit/new.txt", "added"),
-                       ("meta.txt", "modified"), ("moved/m1.txt", "removed"),
-                       ("moved/sub/m2.txt", "removed"), ("renamed/m1.txt", "added"),
+                       ("meta.txt", "modified"), ("moved/m1.txt", "deleted"),
+                       ("moved/sub/m2.txt", "deleted"), ("renamed/m1.txt", "added"),
                        ("renamed/sub/m2.txt", "added")]
     out = tmp_path / "out"
     export.download(repo, b, str(out))
