@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ..errors import AlreadyExists, AmbiguousRef, IntegrityError, InvalidName, KeyNotFound, NotFound
+from ..errors import AlreadyExists, AmbiguousRef, IntegrityError, KeyNotFound, NotFound
 from .chunks import ChunkStore
 from .encoding import address, decode, encode, is_address
 from .model import Bundle, Entry, RefRecord, RepoInfo
-from .names import DEFAULT_BRANCH, check_name, parse_ref
+from .names import DEFAULT_BRANCH, check_name, is_name as _is_name, parse_ref
 from .objects import MetaCache, ObjectStore
 from .stores.base import Store
 from .trees import TreeReader
@@ -207,12 +207,3 @@ def _key_tail(key: str, prefix: str, valid: Callable[[str], object]) -> str:
     if not valid(tail):
         raise IntegrityError(f"unexpected key {key!r:.200} in the store; remove it")
     return tail
-
-
-def _is_name(ref: str) -> bool:
-    try:
-        check_name(ref)
-        return True
-    except InvalidName:
-        return False
-

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import trio
 
 from ..core.names import DEFAULT_BRANCH, check_name, parse_ref
-from ..errors import NotFound
+from ..core.model import Provenance
+from ..errors import IntegrityError, NotFound
 from . import auth, mountpoints, overlays, protocol, registry
 from .limits import COMMIT_TIMEOUT, STATUS_LIMIT
 from .paths import DaemonPaths
@@ -251,9 +252,14 @@ class MountTable:
         author = protocol.field(req, "author", dict)
         if not all(isinstance(author.get(k), str) for k in ("name", "email")):
             raise protocol.ProtocolError("field 'author' needs a name and an email")
+        try:  # what the bundle was made from: checked by the rules of a bundle record
+            made_from = Provenance.from_obj(req, "commit request")
+        except IntegrityError as e:
+            raise protocol.ProtocolError(str(e)) from None
         return await self.ask(m, peer, "commit", timeout=COMMIT_TIMEOUT, message=message,
                               label=label, author={"name": author["name"],
-                                                   "email": author["email"]})
+                                                   "email": author["email"]},
+                              **made_from.to_obj())
 
     async def ask(self, m: Mount, peer: auth.Peer, op: str, timeout: float = 60,
                   **fields) -> dict:

@@ -24,6 +24,7 @@ import pyfuse3
 import trio
 
 from ..core import config
+from ..core.model import Provenance
 from ..core.repository import Author
 from ..errors import DatamonError
 from ..cache import FileReader, cached_repository
@@ -150,7 +151,8 @@ class MountWorker:
             if req["op"] == "commit":
                 author = req["author"]
                 return protocol.ok(rid, **await self.session.commit(
-                    req["message"], Author(author["name"], author["email"]), req.get("label")))
+                    req["message"], Author(author["name"], author["email"]), req.get("label"),
+                    Provenance.from_obj(req, "commit request")))
             return protocol.ok(rid, **await self.session.status(int(req["limit"])))
         except DatamonError as e:
             return protocol.error_from(rid, e)

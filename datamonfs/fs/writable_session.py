@@ -16,6 +16,7 @@ import trio
 
 from ..cache import FileReader
 from ..core.chunks import ChunkReader
+from ..core.model import NO_PROVENANCE, Provenance
 from ..core.repository import BRANCH, Author, Repository
 from ..errors import AlreadyExists, NotFound
 from .overlay import DB_NAME, Overlay, OverlayInfo, commit_overlay, open_overlay, status
@@ -83,10 +84,11 @@ class WritableSession:
         return {"repo": info.repo, "branch": info.branch, "bundle": info.bundle, "files": files,
                 "bytes": size, "recovered": self.recovered}
 
-    async def commit(self, message: str, author: Author, label: str | None = None) -> dict:
+    async def commit(self, message: str, author: Author, label: str | None = None,
+                     provenance: Provenance = NO_PROVENANCE) -> dict:
         async with self.fs.gate.alone():
             r = await trio.to_thread.run_sync(commit_overlay, self.ov, self.repo, author, message,
-                                              label)
+                                              label, provenance)
         return {"bundle": r.bundle.id if r.bundle else None,
                 "parent": r.parent.id if r.parent else None,
                 "head_before": r.head_before, "forked": r.forked, "repo": self.ov.info.repo,

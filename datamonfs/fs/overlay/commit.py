@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from ...core.commit import CommitResult, bundle_id, prepare, publish
-from ...core.model import Bundle, Entry
+from ...core.model import Bundle, Entry, NO_PROVENANCE, Provenance
 from ...core.repository import BRANCH, LABEL, Author, Repository
 from ...errors import IntegrityError, NotFound
 from .changes import describe
@@ -26,7 +26,8 @@ from .overlay import DB_NAME, Overlay, OverlayInfo
 
 
 def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
-                   label: str | None = None) -> CommitResult:
+                   label: str | None = None,
+                   provenance: Provenance = NO_PROVENANCE) -> CommitResult:
     """Turn the staged changes into a bundle on the overlay's branch; empties the overlay.
     Callers keep writers out while it runs (the file system's write gate)."""
     info = ov.info
@@ -37,7 +38,8 @@ def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
         if ino in ov.nodes:  # only what the kernel may still ask about
             entries[ino] = entry
 
-    bundle, stats = prepare(repo, info.repo, parent, describe(ov), message, author, on_entry)
+    bundle, stats = prepare(repo, info.repo, parent, describe(ov), message, author, on_entry,
+                            provenance)
     if bundle is None:
         if parent is not None:  # changes that cancel out: start clean on the same bundle
             ov.rebase(parent, entries)
