@@ -19,7 +19,8 @@ from .chunks import MAX_CHUNK
 from .repository import Author
 
 KEYS = {"name": str, "email": str, "store": str, "cache_dir": str, "cache_size": int,
-        "commit_on_unmount": bool}
+        "commit_on_unmount": bool,
+        "node": dict}  # the node daemon's table (daemon/node_config.py checks it); ignored here
 
 
 def _xdg(var: str, fallback: str) -> str:

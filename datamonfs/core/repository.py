@@ -33,6 +33,7 @@ from .stores.base import Store
 from .trees import TreeReader
 
 BRANCH, LABEL = "branch", "label"
+WAIT_POLL_MAX = 1.0  # seconds between two looks of wait_ref, at most
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,25 @@ class Repository:
     def ref_head(self, repo: str, kind: str, name: str) -> RefRecord | None:
         keys = self._ref_keys(repo, kind, name)
         return self._read_ref(repo, kind, name, max(keys)) if keys else None
+
+    def wait_ref(self, repo: str, kind: str, name: str, timeout: float | None,
+                 ) -> RefRecord | None:
+        """The head of a ref as soon as it exists (`datamonfs wait`); None once `timeout`
+        seconds (None: no limit) have passed without it. Polls the store: every 0.1 s at
+        first, then less often, but at least once a second, so a waiter is released within
+        about a second of the ref being set. The repo need not exist yet."""
+        check_name(name, f"{kind} name")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.1
+        while True:
+            head = self.ref_head(repo, kind, name)
+            if head is not None:
+                return head
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 1.5, WAIT_POLL_MAX)
 
     def list_refs(self, repo: str, kind: str) -> list[RefRecord]:
         """The head record of every ref of one kind, by name."""

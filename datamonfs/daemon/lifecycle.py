@@ -163,8 +163,12 @@ class MountTable:
             raise Refused(f"{mp} is being unmounted already", "busy")
         rw = m.record.mode == "rw"
         discard = rw and protocol.field(req, "discard", bool, required=False)
-        committed = await self._settle(m, peer, req) if rw and not discard else None
-        await self.unmount(m, force=bool(req.get("force")), drop_overlay=rw)
+        keep = rw and protocol.field(req, "keep", bool, required=False)
+        if discard and keep:
+            raise protocol.ProtocolError("unmount takes 'discard' or 'keep', not both")
+        committed = await self._settle(m, peer, req) if rw and not (discard or keep) else None
+        await self.unmount(m, force=bool(req.get("force")), drop_overlay=rw and not keep,
+                           reason="unmounted with its changes kept")
         return {"mountpoint": mp, "commit": committed}
 
     async def _settle(self, m: Mount, peer: auth.Peer, req: dict) -> dict | None:
@@ -185,9 +189,11 @@ class MountTable:
         return await self.ask(m, peer, "commit", timeout=COMMIT_TIMEOUT,
                               message=f"committed by unmount of {mp}", author=author)
 
-    async def unmount(self, m: Mount, force: bool, drop_overlay: bool = False) -> None:
+    async def unmount(self, m: Mount, force: bool, drop_overlay: bool = False,
+                      reason: str = "the daemon stopped") -> None:
         """Unmount; a writable mount's overlay is deleted with `drop_overlay` (committed or
-        discarded), else kept with its record, stale, for a later mount to resume."""
+        discarded), else kept with its record, stale (`reason`), for a later mount to
+        resume."""
         mp = m.record.mountpoint
         m.unmounting = True
         try:
@@ -199,7 +205,7 @@ class MountTable:
                     await m.worker.stop()
             if m.record.mode == "rw" and not drop_overlay:
                 m.worker = None
-                m.record.state, m.record.reason = STALE, f"the daemon stopped; {KEPT}"
+                m.record.state, m.record.reason = STALE, f"{reason}; {KEPT}"
             else:
                 if m.record.mode == "rw":
                     await trio.to_thread.run_sync(overlays.discard, m.record.overlay)
@@ -269,7 +275,8 @@ class MountTable:
         if m.unmounting or mp in self.pending:
             raise Refused(f"{mp} is being mounted or unmounted; retry", "busy")
         if m.worker is None:
-            rw = {"rw": True, "new": False, "repo": m.record.repo, "branch": m.record.branch}
+            rw = {"rw": True, "new": False, "create": False, "repo": m.record.repo,
+                  "branch": m.record.branch}
             await self._start_once(mp, m.record.ref, peer, rw)
             m = self.mounts[mp]
         reply = await m.worker.ask(op, timeout=timeout, **fields)
@@ -302,7 +309,7 @@ class MountTable:
 
     @staticmethod
     def _check_owner(m: Mount, peer: auth.Peer) -> None:
-        if not auth.is_privileged(peer) and peer.uid != m.record.uid:
+        if not auth.is_privileged(peer) and not peer.pod and peer.uid != m.record.uid:
             raise Refused(f"{m.record.mountpoint} was mounted by another user", "forbidden")
 
 
@@ -318,10 +325,11 @@ def _writable_fields(req: dict, ref: str) -> dict | None:
     if not protocol.field(req, "rw", bool, required=False):
         return None
     new = bool(protocol.field(req, "new", bool, required=False))
+    create = bool(protocol.field(req, "create", bool, required=False))
     repo, name = parse_ref(ref)
     branch = protocol.field(req, "branch", str, required=False)
     if new and (name or not branch):
         raise protocol.ProtocolError("a new writable mount takes ref REPO and a branch name")
     branch = branch if new else (name or DEFAULT_BRANCH)
     check_name(branch, "branch name")
-    return {"rw": True, "new": new, "repo": repo, "branch": branch}
+    return {"rw": True, "new": new, "create": create, "repo": repo, "branch": branch}

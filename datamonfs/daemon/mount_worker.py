@@ -53,7 +53,8 @@ def prepare_writable(req: dict) -> WritableSession:
     """Blocking: open the store and cache, and the mount's overlay (resumed if it exists)."""
     repo, reader = cached_repository(config.load())
     return WritableSession.open(repo, reader, WritableRequest(
-        repo=req["repo"], branch=req["branch"], new=bool(req.get("new")), overlay=req["overlay"],
+        repo=req["repo"], branch=req["branch"], new=bool(req.get("new")),
+        create=bool(req.get("create")), overlay=req["overlay"],
         mountpoint=req["mountpoint"], uid=int(req.get("uid", os.getuid())),
         gid=int(req.get("gid", os.getgid()))))
 

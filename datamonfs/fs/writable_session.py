@@ -32,15 +32,16 @@ class WritableRequest:
     mountpoint: str
     uid: int
     gid: int
+    create: bool = False  # the branch's head, or an empty tree when there is no branch yet
 
 
 def _new_info(repo: Repository, req: WritableRequest) -> OverlayInfo:
     repo.get_repo(req.repo)
     head = repo.ref_head(req.repo, BRANCH, req.branch)
-    if req.new:
-        if head is not None:
-            raise AlreadyExists(f"branch {req.branch!r} of {req.repo!r} exists already; mount it "
-                                f"with 'datamonfs mount --rw {req.repo}:{req.branch} MOUNTPOINT'")
+    if req.new and head is not None:
+        raise AlreadyExists(f"branch {req.branch!r} of {req.repo!r} exists already; mount it "
+                            f"with 'datamonfs mount --rw {req.repo}:{req.branch} MOUNTPOINT'")
+    if head is None and (req.new or req.create):  # an empty tree; the commit makes the branch
         return OverlayInfo(req.repo, req.branch, "", "", req.mountpoint, time.time(),
                            time.time_ns(), req.uid)
     if head is None:
