@@ -8,7 +8,7 @@ so that jobs reading a bundle run where its bytes already are.
 from __future__ import annotations
 
 from ..core.model import Bundle
-from ..core.repository import Repository
+from ..core.repository import LABEL, Repository
 from .blocks import BlockCache
 from .warm import files
 
@@ -30,3 +30,15 @@ def presence(repo: Repository, blocks: BlockCache, bundle: Bundle) -> dict:
     return {"repo": bundle.repo, "bundle": bundle.id, "files": bundle.files,
             "bytes": total, "cached_bytes": cached,
             "fraction": round(cached / total, 4) if total else 1.0}
+
+
+def report(repo: Repository, blocks: BlockCache, bundles: list[Bundle]) -> list[dict]:
+    """`presence` of each bundle, with the labels that name it now (for node labels)."""
+    labels: dict[str, list] = {}
+    rows = []
+    for b in bundles:
+        if b.repo not in labels:
+            labels[b.repo] = repo.list_refs(b.repo, LABEL)
+        rows.append({**presence(repo, blocks, b),
+                     "labels": [r.name for r in labels[b.repo] if r.bundle == b.id]})
+    return rows

@@ -13,7 +13,7 @@ import click
 
 from .. import __version__
 from ..errors import DatamonError
-from . import bundle, cache, config, daemon, refs, repo
+from . import bundle, cache, config, daemon, node, pod, refs, repo, run, wait
 
 EXIT_CODES = """\b
 Exit status:
@@ -52,7 +52,7 @@ def cli() -> None:
 
 
 for command in (config.config, repo.repo, bundle.bundle, refs.label, refs.branch, cache.cache,
-                *daemon.commands):
+                *daemon.commands, run.run, wait.wait, pod.pod, node.node_labels):
     cli.add_command(command)
 
 

@@ -24,6 +24,7 @@ import trio
 from ..core import config
 from ..core.names import parse_ref
 from ..core.repository import LABEL, Repository
+from ..errors import DatamonError
 from . import auth, protocol
 from .paths import DaemonPaths
 from .protocol import Refused
@@ -44,13 +45,12 @@ class StoreOps:
     # -- wait ------------------------------------------------------------------
 
     async def op_wait(self, req: dict, peer: auth.Peer) -> dict:
-        """`ref` REPO:LABEL, `timeout` seconds (at most WAIT_SLICE): the label's bundle once
-        the label exists; `timeout` as the error's code when it does not in time."""
+        """`ref` REPO:LABEL, `seconds` to wait (at most WAIT_SLICE): the label's bundle once
+        the label exists; the error code `timeout` when it does not in time."""
         repo_name, label = parse_ref(protocol.field(req, "ref"))
         if label is None:
             raise protocol.ProtocolError("wait takes ref REPO:LABEL")
-        timeout = protocol.field(req, "timeout", (int, float))
-        timeout = max(0.0, min(float(timeout), WAIT_SLICE))
+        timeout = max(0.0, min(float(protocol.field(req, "seconds", (int, float))), WAIT_SLICE))
 
         def wait():
             repo = Repository(_open_store())
@@ -104,7 +104,7 @@ class StoreOps:
 
     def _locality(self, refs: list[str]) -> dict:
         from ..cache import cached_repository
-        from ..cache.locality import presence
+        from ..cache.locality import report
 
         cfg = config.load()
         repo, reader = cached_repository(cfg)
@@ -117,16 +117,10 @@ class StoreOps:
                 if e["bundle"] not in bundles:
                     try:
                         bundles[e["bundle"]] = repo.get_bundle(e["repo"], e["bundle"])
-                    except Exception as err:  # gone from the store, or the store is down
+                    except DatamonError as err:  # gone from the store, or the store is down
                         log.warning("locality: skipping bundle %s of %s: %s", e["bundle"][:12],
                                     e["repo"], err)
-            labels: dict[str, list] = {}
-            rows = []
-            for b in bundles.values():
-                if b.repo not in labels:
-                    labels[b.repo] = repo.list_refs(b.repo, LABEL)
-                rows.append({**presence(repo, reader.cache, b),
-                             "labels": [r.name for r in labels[b.repo] if r.bundle == b.id]})
+            rows = report(repo, reader.cache, list(bundles.values()))
             return {"bundles": rows, "cache": reader.cache.stats()}
         finally:
             reader.close()
