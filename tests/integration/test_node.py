@@ -60,6 +60,8 @@ def test_two_pods_read_their_mounts_inside_their_own_namespaces(node, imagery, t
         want = hashlib.sha256(f.read()).hexdigest()
     assert b.run("sha256sum", os.path.join(path_b, "sub", "b.bin")).out.split()[0] == want
     assert json.loads(a.cli("pod", "mounts", "--json").out)[0]["container_path"] == path_a
+    # The pod's view of ROOT/mounts is read-only (readOnly: true in the manifests).
+    assert "Read-only" in a.run("touch", os.path.join(a.mounts, "x"), expect=1).err
     # The host sees the mounts where the daemon made them; a pod unmounting its own works.
     assert os.path.join(node.mounts, "team-b", "reader-2", "data") in mounts_under(node.mounts)
     b.cli("pod", "unmount", "data")

@@ -126,9 +126,11 @@ class NodeDaemon:
 AGENT = r"""
 import json, os, subprocess, sys
 src, view = sys.argv[1], sys.argv[2]
-# What kubelet does for a hostPath volume with mountPropagation: HostToContainer.
+# What kubelet does for a hostPath volume with mountPropagation: HostToContainer and
+# readOnly: true, as the examples mount ROOT/mounts (the mounts below stay writable).
 subprocess.run(["mount", "--rbind", src, view], check=True)
 subprocess.run(["mount", "--make-rslave", view], check=True)
+subprocess.run(["mount", "-o", "remount,bind,ro", view], check=True)
 print(json.dumps({"ready": os.getpid()}), flush=True)
 for line in sys.stdin:
     req = json.loads(line)
