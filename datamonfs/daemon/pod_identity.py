@@ -78,12 +78,17 @@ def evidence_of(pid: int) -> Evidence | None:
         netns = os.stat(f"/proc/{pid}/ns/net").st_ino
     except OSError:
         return None
+    uid = pod_uid_in(cgroups)
+    return Evidence(f"pod:{uid}", uid) if uid else Evidence(f"netns:{netns}", None)
+
+
+def pod_uid_in(cgroups: str) -> str | None:
+    """The pod UID in a /proc/PID/cgroup text (cgroupfs or systemd driver), if any."""
     for line in cgroups.splitlines():
         m = _POD_UID.search(line.split(":", 2)[-1])
         if m:
-            uid = m.group(1).replace("_", "-")
-            return Evidence(f"pod:{uid}", uid)
-    return Evidence(f"netns:{netns}", None)
+            return m.group(1).replace("_", "-")
+    return None
 
 
 def peer_evidence(pid: int) -> Evidence:

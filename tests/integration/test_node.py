@@ -256,3 +256,27 @@ def test_probes_and_a_verified_pod_identity(tmp_path):
                 os.rmdir(d)
             except OSError:
                 pass
+
+
+def test_cache_locality_per_bundle_and_node_labels(node, imagery, tmp_path):
+    node.start()
+    assert node.admin("node-labels").out == ""  # nothing served yet
+    pod = Pod(node, "team-a", "warm")
+    path = _pod_mount(pod, "imagery:v1", "in")
+    [row] = json.loads(node.admin("cache", "status", "--json").out)["bundles"]
+    assert (row["repo"], row["bundle"], row["labels"]) == ("imagery", imagery, ["v1"])
+    assert row["bytes"] == 300_006 and row["cached_bytes"] == 0 and row["fraction"] == 0
+    pod.run("cat", os.path.join(path, "a.txt"))  # a small part: below the threshold
+    assert node.admin("node-labels").out == ""
+    pod.run("sha256sum", os.path.join(path, "sub", "b.bin"))
+    [row] = json.loads(node.admin("cache", "status", "--json").out)["bundles"]
+    assert row["fraction"] == 1.0 and row["cached_bytes"] == row["bytes"]
+    assert node.admin("node-labels").out == "datamonfs.io/cached.imagery.v1=true\n"
+    assert json.loads(node.admin("node-labels", "--json").out) == {
+        "datamonfs.io/cached.imagery.v1": "true"}
+    # Asked by ref, also a bundle not served; pods may not ask.
+    write(tmp_path / "other", "c.txt", b"not cached\n")
+    node.admin("bundle", "upload", "imagery", str(tmp_path / "other"), "-m", "v2", "--label", "v2")
+    rows = json.loads(node.admin("cache", "status", "--json", "imagery:v2").out)["bundles"]
+    assert [(r["labels"], r["fraction"]) for r in rows] == [(["v2"], 0.0), (["v1"], 1.0)]
+    assert "administrator" in pod.cli("cache", "status", expect=1).err
