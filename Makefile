@@ -12,7 +12,7 @@ PEERS := dvc==3.67.1 moto[server]==5.2.5
 PYTEST_ARGS ?=
 SIZE ?= default
 
-.PHONY: demo test check bench deps apt venv clean
+.PHONY: demo test check bench deps apt kubectl venv clean
 
 demo: deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
@@ -31,7 +31,14 @@ bench: deps $(VENV)/.bench-installed $(PEERS_VENV)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(PEERS_VENV)/bin:$$PATH" \
 		$(VENV)/bin/python scripts/bench.py --size $(SIZE)
 
-deps: apt venv
+deps: apt kubectl venv
+
+# `kubectl kustomize` renders packaging/k8s offline in the tests. Checked by command, not by
+# package: a kubectl from another repository serves as well as Debian's kubernetes-client.
+kubectl:
+	@command -v kubectl >/dev/null || { echo "installing kubernetes-client (kubectl)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		kubernetes-client >/dev/null; }
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \

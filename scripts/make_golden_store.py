@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 from datamonfs.core import repository, trees  # noqa: E402
 from datamonfs.core.chunks import cut  # noqa: E402
 from datamonfs.core.encoding import VERSION, address  # noqa: E402
-from datamonfs.core.model import LINK, Bundle, Entry  # noqa: E402
+from datamonfs.core.model import (LINK, NO_PROVENANCE, Bundle, Entry, Input,  # noqa: E402
+                                   Process, Provenance)
 from datamonfs.core.repository import BRANCH, LABEL, Author, Repository  # noqa: E402
 from datamonfs.core.stores.local import LocalStore  # noqa: E402
 
@@ -101,6 +102,12 @@ def tree_a() -> Dir:
         "void": Dir({}, T + 7, 0o700),
         "names": _names_dir(),
     }, T + 12)
+
+
+def tree_c() -> Dir:
+    """A bundle made by a command from bundle A (`datamonfs run`): it records its inputs
+    and the command line."""
+    return Dir({"result.txt": File(b"made from bundle A\n", T + 30)}, T + 30)
 
 
 def tree_b() -> Dir:
@@ -173,14 +180,17 @@ def build(root: str) -> dict:
     repo = Repository(store)
     doc: dict = {"format": VERSION, "repo": REPO, "bundles": {}}
 
-    def bundle(tag: str, tree: Dir, parents: tuple[str, ...], when: int, message: str) -> str:
+    def bundle(tag: str, tree: Dir, parents: tuple[str, ...], when: int, message: str,
+               made_from: Provenance = NO_PROVENANCE) -> str:
         writer = _Writer(repo)
         top = writer.entry("", tree)
         b = repo.write_bundle(Bundle(REPO, top.tree, parents, message, AUTHOR.name,
-                                     AUTHOR.email, when, top.files, top.size))
+                                     AUTHOR.email, when, top.files, top.size,
+                                     made_from.inputs, made_from.process))
         doc["bundles"][tag] = {"id": b.id, "tree": b.tree, "parents": list(parents),
                                "time": when, "files": b.files, "bytes": b.bytes,
-                               "message": message, "entries": writer.expected}
+                               "message": message, "entries": writer.expected,
+                               **made_from.to_obj()}
         return b.id
 
     with _clock(T, ""):
@@ -196,12 +206,18 @@ def build(root: str) -> dict:
         repo.append_ref(REPO, BRANCH, "main", b, AUTHOR)
     with _clock(T + 300 * S, "a5a5a5a5a5a5a5a5"):
         repo.append_ref(REPO, BRANCH, "dev", a, AUTHOR)  # as 'branch create golden:v1 dev'
+    c = bundle("C", tree_c(), (), T + 400 * S, "made by a command from bundle A",
+               Provenance((Input(REPO, a),),
+                          Process(("python3", "clean.py", "--in", "/data/in"), "node-1")))
+    with _clock(T + 401 * S, "5a5a5a5a5a5a5a5a"):
+        repo.append_ref(REPO, BRANCH, "derived", c, AUTHOR)
     store.close()
     os.rmdir(os.path.join(root, ".tmp"))
     # Newest first; REF as the CLI takes it (label, branch, bundle id prefix).
-    doc["logs"] = {"branch/main": [b, a], "branch/dev": [a], "label/v1": [a]}
+    doc["logs"] = {"branch/main": [b, a], "branch/dev": [a], "label/v1": [a],
+                   "branch/derived": [c]}
     doc["refs"] = {REPO: b, f"{REPO}:main": b, f"{REPO}:dev": a, f"{REPO}:v1": a,
-                   f"{REPO}:{a[:8]}": a, f"{REPO}:{b[:8]}": b}
+                   f"{REPO}:{a[:8]}": a, f"{REPO}:{b[:8]}": b, f"{REPO}:derived": c}
     return doc
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from ..cache import CachedChunkReader, open_cache
@@ -21,9 +23,20 @@ filter_option = click.option(
 
 
 def bundle_json(b: Bundle) -> dict:
+    """A bundle as `get --json` and listings print it; `inputs` and `process` (what it
+    was made from) only when the bundle records them."""
     return {"id": b.id, "repo": b.repo, "time": iso_time(b.time), "author": b.author_name,
             "email": b.author_email, "message": b.message, "files": b.files, "bytes": b.bytes,
-            "parents": list(b.parents), "tree": b.tree}
+            "parents": list(b.parents), "tree": b.tree, **b.provenance.to_obj()}
+
+
+def _as_text(key: str, value) -> str:
+    """`bundle get` without --json: provenance as people read it."""
+    if key == "inputs":
+        return ", ".join(f"{i['repo']}:{i['bundle']}" for i in value)
+    if key == "process":
+        return shlex.join(value["command"]) + (f"  (on {value['host']})" if "host" in value else "")
+    return " ".join(value) if isinstance(value, list) else str(value)
 
 
 @click.group()
@@ -116,7 +129,7 @@ def get(ref: str, as_json: bool) -> None:
         emit_json(bundle_json(b))
         return
     for key, value in bundle_json(b).items():
-        click.echo(f"{key}: {' '.join(value) if isinstance(value, list) else value}")
+        click.echo(f"{key}: {_as_text(key, value)}")
 
 
 @bundle.command("files")

@@ -6,8 +6,10 @@ import click
 
 from ..cache import CachedChunkReader, clear_unused, open_cache, warm
 from .bundle import filter_option
-from .common import emit_json, human_size, info, json_option, load_config, open_repository, progress_bar
+from .common import (emit_json, human_size, info, json_option, load_config, open_repository,
+                     progress_bar, socket_option)
 from .completion import complete_ref
+from .node import locality
 
 
 @click.group()
@@ -22,12 +24,16 @@ def cache() -> None:
 
 
 @cache.command("status")
+@click.argument("refs", nargs=-1, metavar="[REF]...")
+@socket_option
 @json_option
-def status(as_json: bool) -> None:
-    """Size, limit, entries and hit/miss counts of the cache."""
-    stats = open_cache(load_config())[0].stats()
+def status(refs: tuple[str, ...], socket_path: str | None, as_json: bool) -> None:
+    """Size, limit, entries and hit/miss counts of the cache, and how much of each bundle
+    it holds: of each REF, and, when a daemon runs, of the bundles it mounted lately."""
+    found = locality(refs, socket_path)
+    stats, bundles = found["cache"], found["bundles"]
     if as_json:
-        emit_json(stats)
+        emit_json({**stats, "bundles": bundles})
         return
     share = 100 * stats["size"] / stats["limit"]
     click.echo(f"directory\t{stats['directory']}" + ("" if stats["available"] else " (unusable)"))
@@ -37,6 +43,10 @@ def status(as_json: bool) -> None:
     click.echo(f"hits\t{stats['hits']}")
     click.echo(f"misses\t{stats['misses']}")
     click.echo(f"fetched\t{human_size(stats['bytes_fetched'])}")
+    for b in bundles:
+        names = "".join(f" {b['repo']}:{n}" for n in b["labels"])
+        click.echo(f"bundle\t{b['repo']}:{b['bundle'][:12]}{names}\t{100 * b['fraction']:.0f}% "
+                   f"of {human_size(b['bytes'])} cached")
 
 
 @cache.command("prefetch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
@@ -10,6 +11,7 @@ from ..daemon import offline
 from ..daemon.client import Client, DaemonUnavailable, ensure_daemon, pid_alive
 from ..daemon.limits import COMMIT_TIMEOUT
 from ..daemon.mountpoints import normalize
+from ..daemon.node import DEFAULT_ROOT, DEFAULT_SOCKET
 from ..daemon.paths import paths_for
 from ..daemon.service import run, start_background
 from ..errors import DatamonError
@@ -30,13 +32,23 @@ def daemon() -> None:
 @click.option("--foreground", is_flag=True, help="Stay attached; log to stderr as well.")
 @click.option("--group", default=None, metavar="GROUP",
               help="Let members of GROUP use the socket (mode 0660).")
+@click.option("--node", is_flag=True,
+              help="Node mode: one daemon for every pod of a Kubernetes node (docs/KUBERNETES.md); "
+                   f"socket {DEFAULT_SOCKET} unless --socket names another.")
+@click.option("--root", default=None, metavar="DIR",
+              help=f"With --node: config, cache, state and mounts under DIR (default {DEFAULT_ROOT}).")
 @socket_option
-def start(foreground: bool, group: str | None, socket_path: str | None) -> None:
+def start(foreground: bool, group: str | None, node: bool, root: str | None,
+          socket_path: str | None) -> None:
     """Start the daemon. Exits 1 when one already runs on the socket."""
-    paths = paths_for(socket_path)
+    if root and not node:
+        raise click.UsageError("--root goes with --node")
+    node_root = os.path.abspath(root or DEFAULT_ROOT) if node else None
     if foreground:
-        raise SystemExit(run(paths.socket, group, foreground=True))
-    pid = start_background(paths.socket, group)
+        raise SystemExit(run(socket_path and os.path.abspath(socket_path), group,
+                             foreground=True, node_root=node_root))
+    pid = start_background(socket_path, group, node_root)
+    paths = paths_for(socket_path or (DEFAULT_SOCKET if node else None))
     info(f"started the datamonfs daemon (pid {pid}) on {paths.socket}; log: {paths.log}")
 
 

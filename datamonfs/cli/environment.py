@@ -15,6 +15,11 @@ ENVIRONMENT: list[tuple[str, str]] = [
     ("DATAMONFS_READ_AHEAD_KB", "the kernel read-ahead of mounts, as root (default 1024)"),
     ("DATAMONFS_PROGRESS_INTERVAL", "seconds between progress lines when stderr is not a "
                                     "terminal (default 30)"),
+    ("DATAMONFS_POD_NAMESPACE", "in a pod: its namespace (Downward API); with "
+                                "DATAMONFS_POD_NAME, run, wait and pod ask the node daemon"),
+    ("DATAMONFS_POD_NAME", "in a pod: its name (Downward API; docs/KUBERNETES.md)"),
+    ("DATAMONFS_MOUNTS", "in a pod: where the container mounts the node's ROOT/mounts "
+                         "(default /var/lib/datamonfs/mounts)"),
     ("STORAGE_EMULATOR_HOST", "a GCS emulator to use instead of GCS (anonymous access)"),
     ("GOOGLE_APPLICATION_CREDENTIALS", "GCS credentials when the config names none "
                                        "(Google's usual chain)"),

@@ -14,7 +14,8 @@ import click
 
 from .. import __version__
 from ..errors import DatamonError
-from . import bundle, cache, common, config, daemon, environment, files, refs, repo
+from . import (bundle, cache, common, config, daemon, environment, files, node, pod, refs, repo,
+               run, wait)
 
 EXIT_CODES = """\b
 Exit status:
@@ -63,7 +64,7 @@ def cli(quiet: bool) -> None:
 
 
 for command in (config.config, repo.repo, bundle.bundle, refs.label, refs.branch, cache.cache,
-                files.cat, *daemon.commands):
+                files.cat, *daemon.commands, run.run, wait.wait, pod.pod, node.node_labels):
     cli.add_command(command)
 
 

@@ -32,7 +32,7 @@ from . import rules
 from .chunks import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
 from .encoding import address, encode
 from .ingest import ChunkUploader, UploadStats
-from .model import DIR, FILE, LINK, Bundle, Entry
+from .model import DIR, FILE, LINK, Bundle, Entry, NO_PROVENANCE, Provenance
 from .names import check_name
 from .repository import BRANCH, LABEL, Author, Repository
 from .trees import DirectoryBuilder, claims_of, file_entry
@@ -312,10 +312,11 @@ def bundle_id(bundle: Bundle) -> str:
 
 def prepare(repo: Repository, repo_name: str, parent: Bundle | None, root: NewDir | Keep,
             message: str, author: Author, on_entry: OnEntry | None = None,
-            progress: Callable[[int], None] | None = None) -> tuple[Bundle | None, CommitStats]:
+            progress: Callable[[int], None] | None = None,
+            provenance: Provenance = NO_PROVENANCE) -> tuple[Bundle | None, CommitStats]:
     """Store every chunk and tree of the new content; the bundle to record (with its
-    id), or None when the tree equals the parent's. Nothing names it yet. `progress` is
-    told the bytes cut as they are."""
+    id and what it was made from), or None when the tree equals the parent's. Nothing
+    names it yet. `progress` is told the bytes cut as they are."""
     job = TreeCommit(repo, on_entry, progress=progress)
     entry = job.build(root)
     if parent is not None and entry.tree == parent.tree:
@@ -324,7 +325,8 @@ def prepare(repo: Repository, repo_name: str, parent: Bundle | None, root: NewDi
         return None, job.stats
     bundle = Bundle(repo=repo_name, tree=entry.tree, parents=(parent.id,) if parent else (),
                     message=message, author_name=author.name, author_email=author.email,
-                    time=time.time_ns(), files=entry.files, bytes=entry.size)
+                    time=time.time_ns(), files=entry.files, bytes=entry.size,
+                    inputs=provenance.inputs, process=provenance.process)
     return Bundle(**{**bundle.__dict__, "id": bundle_id(bundle)}), job.stats
 
 

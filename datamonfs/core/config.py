@@ -23,7 +23,8 @@ from .repository import Author
 from .stores import StoreSpec, absolute_url
 
 KEYS = {"name": str, "email": str, "store": str, "credential": str, "cache_dir": str,
-        "cache_size": int, "commit_on_unmount": bool}
+        "cache_size": int, "commit_on_unmount": bool,
+        "node": dict}  # the node daemon's table (daemon/node_config.py checks it); ignored here
 
 
 def _xdg(var: str, fallback: str) -> str:

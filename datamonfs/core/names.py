@@ -15,14 +15,14 @@ MIN_PREFIX = 4  # hex digits of a bundle id prefix
 
 def check_name(name: str, what: str = "name") -> str:
     """Repo, label and branch names: letters, digits, '.', '_', '-', starting with a letter or digit."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+    if not is_name(name):
         raise InvalidName(
             f"invalid {what} {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit")
     return name
 
 
-def is_name(text: str) -> bool:
+def is_name(text: object) -> bool:
     return isinstance(text, str) and bool(_NAME.fullmatch(text)) and ".." not in text
 
 

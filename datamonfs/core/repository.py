@@ -35,6 +35,7 @@ from .trees import TreeReader, check_placement
 
 BRANCH, LABEL = "branch", "label"
 OTHER_KIND = {BRANCH: LABEL, LABEL: BRANCH}
+WAIT_POLL_MAX = 1.0  # seconds between two looks of wait_ref, at most
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,25 @@ class Repository:
         keys = self._ref_keys(repo, kind, name)
         return self._read_ref(repo, kind, name, max(keys)) if keys else None
 
+    def wait_ref(self, repo: str, kind: str, name: str, timeout: float | None,
+                 ) -> RefRecord | None:
+        """The head of a ref as soon as it exists (`datamonfs wait`); None once `timeout`
+        seconds (None: no limit) have passed without it. Polls the store: every 0.1 s at
+        first, then less often, but at least once a second, so a waiter is released within
+        about a second of the ref being set. The repo need not exist yet."""
+        check_name(name, f"{kind} name")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.1
+        while True:
+            head = self.ref_head(repo, kind, name)
+            if head is not None:
+                return head
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 1.5, WAIT_POLL_MAX)
+
     def list_refs(self, repo: str, kind: str) -> list[RefRecord]:
         """The head record of every ref of one kind, by name."""
         self.get_repo(repo)
@@ -263,6 +283,3 @@ def _key_tail(key: str, prefix: str, valid: Callable[[str], object]) -> str:
     if not valid(tail):
         raise IntegrityError(f"unexpected key {key!r:.200} in the store; remove it")
     return tail
-
-
-

@@ -22,15 +22,18 @@ Handler = Callable[[dict, auth.Peer], Awaitable[dict]]
 
 
 class ControlServer:
-    def __init__(self, ops: dict[str, Handler], group: int | None):
+    def __init__(self, ops: dict[str, Handler], group: int | None, everyone: bool = False,
+                 closing: Callable[[], bool] = lambda: False):
         self.ops = ops
         self.group = group  # whose members may connect besides root and the daemon's user
+        self.everyone = everyone  # node mode: any uid connects; pods.py checks each request
+        self.closing = closing  # once true (the daemon stops), every request is refused
 
     async def connection(self, stream: trio.SocketStream) -> None:
         chan = protocol.LineStream(stream)
         try:
             peer = auth.peer_of(stream.socket)
-            if not auth.allowed(peer, self.group):
+            if not self.everyone and not auth.allowed(peer, self.group):
                 log.warning("refused a connection from uid %d (pid %d)", peer.uid, peer.pid)
                 await chan.send(protocol.error(None, "forbidden",
                                                f"uid {peer.uid} may not use this daemon"))
@@ -68,6 +71,8 @@ class ControlServer:
             if handler is None:
                 raise protocol.ProtocolError(f"unknown op {op!r:.40}; known ops: "
                                              f"{', '.join(sorted(self.ops))}", "unknown_op")
+            if self.closing():
+                raise protocol.Refused("the daemon is shutting down", "shutting_down")
             return protocol.ok(rid, **await handler(req, peer))
         except DatamonError as e:
             return protocol.error_from(rid, e)

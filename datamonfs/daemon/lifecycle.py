@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import trio
 
 from ..core.names import DEFAULT_BRANCH, check_name, parse_ref
+from ..core.model import Provenance
 from ..core.stores import StoreSpec
-from ..errors import NotFound
+from ..errors import IntegrityError, NotFound
 from . import auth, mountpoints, overlays, protocol, registry
 from .limits import COMMIT_TIMEOUT, STATUS_LIMIT
 from .paths import DaemonPaths
@@ -171,6 +172,9 @@ class MountTable:
         rw = m.record.mode == "rw"
         discard = rw and protocol.field(req, "discard", bool, required=False)
         force = bool(protocol.field(req, "force", bool, required=False))
+        keep = rw and bool(protocol.field(req, "keep", bool, required=False))
+        if discard and keep:
+            raise protocol.ProtocolError("unmount takes 'discard' or 'keep', not both")
         if m.worker is not None and not force:
             # Before committing: a busy mount would be committed, then not unmounted.
             users = await self._thread(mountpoints.users, mp)
@@ -178,10 +182,11 @@ class MountTable:
                 raise Refused(f"{mp} is busy: used by {users}; close its files and leave the "
                               "directory, or unmount --lazy", "busy")
         committed = None
-        if rw and not discard:
+        if rw and not (discard or keep):
             _check_store(m, protocol.field(req, "store", dict, required=False))
             committed = await self._settle(m, peer, req)
-        await self.unmount(m, force=force, drop_overlay=rw)
+        await self.unmount(m, force=force, drop_overlay=rw and not keep,
+                           reason="unmounted with its changes kept")
         return {"mountpoint": mp, "commit": committed}
 
     async def _settle(self, m: Mount, peer: auth.Peer, req: dict) -> dict | None:
@@ -203,9 +208,11 @@ class MountTable:
                               message=f"committed by unmount of {mp}", author=author,
                               progress=bool(req.get("progress")))
 
-    async def unmount(self, m: Mount, force: bool, drop_overlay: bool = False) -> None:
+    async def unmount(self, m: Mount, force: bool, drop_overlay: bool = False,
+                      reason: str = "the daemon stopped") -> None:
         """Unmount; a writable mount's overlay is deleted with `drop_overlay` (committed or
-        discarded), else kept with its record, stale, for a later mount to resume."""
+        discarded), else kept with its record, stale (`reason`), for a later mount to
+        resume."""
         mp = m.record.mountpoint
         m.unmounting = True
         try:
@@ -217,7 +224,7 @@ class MountTable:
                     await m.worker.stop()
             if m.record.mode == "rw" and not drop_overlay:
                 m.worker = None
-                m.record.state, m.record.reason = STALE, f"the daemon stopped; {KEPT}"
+                m.record.state, m.record.reason = STALE, f"{reason}; {KEPT}"
             else:
                 if m.record.mode == "rw":
                     await trio.to_thread.run_sync(overlays.discard, m.record.overlay)
@@ -271,11 +278,16 @@ class MountTable:
         if not all(isinstance(author.get(k), str) for k in ("name", "email")):
             raise protocol.ProtocolError("field 'author' needs a name and an email")
         _check_store(m, protocol.field(req, "store", dict, required=False))
+        try:  # what the bundle was made from: checked by the rules of a bundle record
+            made_from = Provenance.from_obj(req, "commit request")
+        except IntegrityError as e:
+            raise protocol.ProtocolError(str(e)) from None
         return await self.ask(m, peer, "commit", timeout=COMMIT_TIMEOUT, message=message,
                               label=label, author={"name": author["name"],
                                                    "email": author["email"]},
                               progress=bool(protocol.field(req, "progress", bool,
-                                                           required=False)))
+                                                           required=False)),
+                              **made_from.to_obj())
 
     async def ask(self, m: Mount, peer: auth.Peer, op: str, timeout: float = 60,
                   **fields) -> dict:
@@ -285,7 +297,8 @@ class MountTable:
         if m.unmounting or mp in self.pending:
             raise Refused(f"{mp} is being mounted or unmounted; retry", "busy")
         if m.worker is None:
-            rw = {"rw": True, "new": False, "repo": m.record.repo, "branch": m.record.branch}
+            rw = {"rw": True, "new": False, "create": False, "repo": m.record.repo,
+                  "branch": m.record.branch}
             await self._start_once(mp, m.record.ref, peer, rw, await self._store_of(m))
             m = self.mounts[mp]
         reply = await m.worker.ask(op, timeout=timeout, on_progress=protocol.progress_sink(),
@@ -332,7 +345,7 @@ class MountTable:
 
     @staticmethod
     def _check_owner(m: Mount, peer: auth.Peer) -> None:
-        if not auth.is_privileged(peer) and peer.uid != m.record.uid:
+        if not auth.is_privileged(peer) and not peer.pod and peer.uid != m.record.uid:
             raise Refused(f"{m.record.mountpoint} was mounted by another user", "forbidden")
 
 
@@ -360,10 +373,11 @@ def _writable_fields(req: dict, ref: str) -> dict | None:
     if not protocol.field(req, "rw", bool, required=False):
         return None
     new = bool(protocol.field(req, "new", bool, required=False))
+    create = bool(protocol.field(req, "create", bool, required=False))
     repo, name = parse_ref(ref)
     branch = protocol.field(req, "branch", str, required=False)
     if new and (name or not branch):
         raise protocol.ProtocolError("a new writable mount takes ref REPO and a branch name")
     branch = branch if new else (name or DEFAULT_BRANCH)
     check_name(branch, "branch name")
-    return {"rw": True, "new": new, "repo": repo, "branch": branch}
+    return {"rw": True, "new": new, "create": create, "repo": repo, "branch": branch}

@@ -24,6 +24,7 @@ import pyfuse3
 import trio
 
 from ..core import config
+from ..core.model import Provenance
 from ..core.repository import Author
 from ..core.stores import StoreSpec
 from ..errors import DatamonError
@@ -62,7 +63,8 @@ def prepare_writable(req: dict) -> WritableSession:
     """Blocking: open the store and cache, and the mount's overlay (resumed if it exists)."""
     repo, reader = open_repository(req)
     return WritableSession.open(repo, reader, WritableRequest(
-        repo=req["repo"], branch=req["branch"], new=bool(req.get("new")), overlay=req["overlay"],
+        repo=req["repo"], branch=req["branch"], new=bool(req.get("new")),
+        create=bool(req.get("create")), overlay=req["overlay"],
         mountpoint=req["mountpoint"], uid=int(req.get("uid", os.getuid())),
         gid=int(req.get("gid", os.getgid()))))
 
@@ -166,7 +168,8 @@ class MountWorker:
 
                 return protocol.ok(rid, **await self.session.commit(
                     req["message"], Author(author["name"], author["email"]), req.get("label"),
-                    progress if req.get("progress") else None))
+                    progress if req.get("progress") else None,
+                    Provenance.from_obj(req, "commit request")))
             return protocol.ok(rid, **await self.session.status(int(req["limit"])))
         except DatamonError as e:
             return protocol.error_from(rid, e)

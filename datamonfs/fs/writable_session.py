@@ -16,6 +16,7 @@ import trio
 
 from ..cache import FileReader
 from ..core.chunks import ChunkReader
+from ..core.model import NO_PROVENANCE, Provenance
 from ..core.repository import BRANCH, LABEL, Author, Repository
 from ..errors import AlreadyExists, NotFound
 from .overlay import (DB_NAME, Overlay, OverlayInfo, commit_overlay, open_overlay, staged_bytes,
@@ -32,12 +33,13 @@ class WritableRequest:
     mountpoint: str
     uid: int
     gid: int
+    create: bool = False  # the branch's head, or an empty tree when there is no branch yet
 
 
 def _new_info(repo: Repository, req: WritableRequest) -> OverlayInfo:
     repo.get_repo(req.repo)
     head = repo.ref_head(req.repo, BRANCH, req.branch)
-    if req.new:
+    if req.new or (req.create and head is None):  # an empty tree; the commit makes the branch
         repo.check_ref_name(req.repo, BRANCH, req.branch)
         if head is not None:
             raise AlreadyExists(f"branch {req.branch!r} of {req.repo!r} exists already; mount it "
@@ -91,13 +93,13 @@ class WritableSession:
                 "bytes": size, "recovered": self.recovered}
 
     async def commit(self, message: str, author: Author, label: str | None = None,
-                     progress=None) -> dict:
+                     progress=None, provenance: Provenance = NO_PROVENANCE) -> dict:
         """Commit what is staged. `progress(done, total)` (async, optional) is told the
         bytes cut so far, at most a few times a second."""
         async with self.fs.gate.alone():
             told = _Throttled(progress, await trio.to_thread.run_sync(staged_bytes, self.ov))
             r = await trio.to_thread.run_sync(commit_overlay, self.ov, self.repo, author, message,
-                                              label, told.add)
+                                              label, told.add, provenance)
             await told.finish()
         return {"bundle": r.bundle.id if r.bundle else None,
                 "parent": r.parent.id if r.parent else None,

@@ -163,19 +163,22 @@ def test_every_ref_resolves_to_its_bundle(golden, expected):
     for log, ids in expected["logs"].items():
         kind, name = log.split("/")
         assert [r.bundle for r in golden.ref_log(expected["repo"], kind, name)] == ids, log
-    assert [r.name for r in golden.list_refs(expected["repo"], BRANCH)] == ["dev", "main"]
+    assert [r.name for r in golden.list_refs(expected["repo"], BRANCH)] == [
+        "derived", "dev", "main"]
     assert [r.name for r in golden.list_refs(expected["repo"], LABEL)] == ["v1"]
     assert [b.id for b in golden.list_bundles(expected["repo"])] == \
-        [expected["bundles"][t]["id"] for t in ("B", "A")]
+        [expected["bundles"][t]["id"] for t in ("C", "B", "A")]
 
 
-@pytest.mark.parametrize("tag", ["A", "B"])
+@pytest.mark.parametrize("tag", ["A", "B", "C"])
 def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
     want = expected["bundles"][tag]
     b = golden.get_bundle(expected["repo"], want["id"])
     assert (b.tree, list(b.parents), b.time, b.files, b.bytes, b.message) == (
         want["tree"], want["parents"], want["time"], want["files"], want["bytes"],
         want["message"])
+    # What it was made from (§5.5): only C records it; A and B have neither member.
+    assert b.provenance.to_obj() == {k: want[k] for k in ("inputs", "process") if k in want}
     seen = []
     for path, e in golden.walk(b):
         seen.append(path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from ...core.commit import CommitResult, bundle_id, prepare, publish
-from ...core.model import Bundle, Entry
+from ...core.model import Bundle, Entry, NO_PROVENANCE, Provenance
 from ...core.repository import BRANCH, LABEL, Author, Repository
 from ...errors import IntegrityError, NotFound
 from .changes import describe
@@ -26,7 +26,8 @@ from .overlay import DATA_DIR, DB_NAME, Overlay, OverlayInfo
 
 
 def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
-                   label: str | None = None, progress=None) -> CommitResult:
+                   label: str | None = None, progress=None,
+                   provenance: Provenance = NO_PROVENANCE) -> CommitResult:
     """Turn the staged changes into a bundle on the overlay's branch; empties the overlay.
     Callers keep writers out while it runs (the file system's write gate). `progress` is
     told the bytes cut as they are."""
@@ -41,7 +42,7 @@ def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
             entries[ino] = entry
 
     bundle, stats = prepare(repo, info.repo, parent, describe(ov), message, author, on_entry,
-                            progress)
+                            progress, provenance)
     if bundle is None:
         if parent is not None:  # changes that cancel out: start clean on the same bundle
             ov.rebase(parent, entries)
