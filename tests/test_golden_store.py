@@ -19,6 +19,7 @@ import pytest
 
 from datamonfs.core.chunks import cut
 from datamonfs.core.encoding import VERSION, address, encode
+from datamonfs.core.model import xattrs_to_obj
 from datamonfs.core.repository import BRANCH, LABEL, Repository
 from datamonfs.core.stores.base import check_key
 from datamonfs.core.stores.local import LocalStore
@@ -163,13 +164,14 @@ def test_every_ref_resolves_to_its_bundle(golden, expected):
     for log, ids in expected["logs"].items():
         kind, name = log.split("/")
         assert [r.bundle for r in golden.ref_log(expected["repo"], kind, name)] == ids, log
-    assert [r.name for r in golden.list_refs(expected["repo"], BRANCH)] == ["dev", "main"]
+    assert [r.name for r in golden.list_refs(expected["repo"], BRANCH)] == \
+        ["attrs", "dev", "main"]
     assert [r.name for r in golden.list_refs(expected["repo"], LABEL)] == ["v1"]
     assert [b.id for b in golden.list_bundles(expected["repo"])] == \
-        [expected["bundles"][t]["id"] for t in ("B", "A")]
+        [expected["bundles"][t]["id"] for t in ("C", "B", "A")]
 
 
-@pytest.mark.parametrize("tag", ["A", "B"])
+@pytest.mark.parametrize("tag", ["A", "B", "C"])
 def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
     want = expected["bundles"][tag]
     b = golden.get_bundle(expected["repo"], want["id"])
@@ -187,6 +189,7 @@ def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
             data = b"".join(golden.chunks.read_chunk(a, s) for a, s in chunks)
             assert (address(data), len(chunks), e.chunklist) == (
                 w["blake3"], w["chunks"], w.get("chunklist")), path
+            assert xattrs_to_obj(e.xattrs) == w.get("xattrs", {}), path
         elif e.kind == "dir":
             pages = golden.trees.directory(e.tree).pages
             assert (e.tree, e.files, len(pages)) == (w["tree"], w["files"], w["pages"]), path

@@ -110,7 +110,8 @@ def files(ref: str, prefix: str, as_json: bool) -> None:
               help="Read chunks straight from the store, leaving the block cache as it is "
                    "(for a one-off download bigger than the cache).")
 def download(ref: str, dest: str, name_filter: str | None, force: bool, no_cache: bool) -> None:
-    """Download a bundle into DEST, verifying every chunk."""
+    """Download a bundle into DEST, verifying every chunk. Extended attributes (user.*)
+    are written when DEST's file system takes them; a warning counts those it refused."""
     cfg = load_config()
     repository = open_repository(cfg)
     b = repository.resolve(ref)
@@ -122,6 +123,9 @@ def download(ref: str, dest: str, name_filter: str | None, force: bool, no_cache
     finally:
         reader.close()
     info(f"{stats.files} files, {human_size(stats.bytes)} written to {dest}")
+    if stats.xattrs_skipped:
+        info(f"warning: {stats.xattrs_skipped} extended attribute(s) not written: the file "
+             f"system of {dest} does not take them (or not that large)")
 
 
 @bundle.command("diff")

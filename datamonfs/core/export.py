@@ -10,7 +10,8 @@ created relative to their directory's descriptor, then renamed into place. So
 whatever the metadata says, and whatever links the destination already holds,
 no write can be redirected outside the destination. A file appears under its
 real name only once all its bytes are written and verified. Setuid and setgid
-bits are never given to what is written.
+bits are never given to what is written. Extended attributes are written when
+the destination takes them, and counted as skipped when it does not.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 class DownloadStats:
     files: int = 0
     bytes: int = 0
+    xattrs_skipped: int = 0  # the destination refused them (no support, or too large)
+
+
+# What a destination answers for attributes it cannot keep: none at all (ENOTSUP), or
+# not this many or this large (ext4 keeps one entry's in a single block: ENOSPC, E2BIG).
+_XATTRS_REFUSED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errno.ENOSPC, errno.ERANGE,
+                   errno.EPERM)
 
 
 def download(repo: Repository, bundle: Bundle, dest: str, reader: ChunkReader | None = None,
@@ -104,6 +112,7 @@ class _Download:
             d = self.stack.pop()
             if d.fd is not None:
                 try:
+                    self.set_xattrs(d.fd, d.entry)
                     os.fchmod(d.fd, rules.safe_mode(d.entry.mode) | 0o700)
                     os.utime(d.fd, ns=(d.entry.mtime, d.entry.mtime))
                 finally:
@@ -167,10 +176,20 @@ class _Download:
                 self.stats.bytes += len(data)
                 if self.progress:
                     self.progress(len(data))
+            self.set_xattrs(fd, entry)
             os.fchmod(fd, rules.safe_mode(entry.mode))
             os.utime(fd, ns=(entry.mtime, entry.mtime))
 
         self.place(parent, path, entry.name, write)
+
+    def set_xattrs(self, fd: int, entry: Entry) -> None:
+        for name, value in entry.xattrs:
+            try:
+                os.setxattr(fd, name, value)
+            except OSError as e:
+                if e.errno not in _XATTRS_REFUSED:
+                    raise
+                self.stats.xattrs_skipped += 1
 
     def link(self, parent: int, path: str, entry: Entry) -> None:
         def make(tmp: str) -> None:

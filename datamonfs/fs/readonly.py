@@ -192,16 +192,28 @@ class ReadOnlyFS(FileSystem[OpenFile]):
         s.f_namemax = 255
         return s
 
+    # Extended attributes: each entry's own (user.*), and user.datamonfs.bundle, .repo and
+    # .ref, what the mount shows: those answer on every inode but are listed only on the
+    # root, so that copying files (cp -a, rsync -X) does not copy them too.
+
     @guarded
     async def listxattr(self, inode, ctx):
-        return list(self._xattrs)
+        if inode == ROOT:
+            return list(self._xattrs)
+        _, entry = await self._entry(inode)
+        return [name.encode() for name, _ in entry.xattrs]
 
     @guarded
     async def getxattr(self, inode, name, ctx):
         value = self._xattrs.get(name)
-        if value is None:
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        return value
+        if value is not None:
+            return value
+        if inode != ROOT and name.startswith(b"user."):
+            _, entry = await self._entry(inode)
+            for have, value in entry.xattrs:
+                if have.encode() == name:
+                    return value
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
 
     # -- content -------------------------------------------------------------
 
