@@ -29,7 +29,7 @@ def main() -> None:
     from datamonfs.cache import CachedChunkReader
     from datamonfs.core.repository import Author, Repository
     from datamonfs.core.stores import open_store
-    from datamonfs.fs.writable import mount_options
+    from datamonfs.fs.writable import init_session
     from datamonfs.fs.writable_session import WritableRequest, WritableSession
 
     state, mountpoint, store_url, repo_name, branch = sys.argv[1:6]
@@ -72,7 +72,7 @@ def main() -> None:
                 print(json.dumps(reply), flush=True)
 
     async def run() -> None:
-        pyfuse3.init(session.fs, mountpoint, mount_options(session.fs))
+        init_session(session.fs, mountpoint)
         print(json.dumps({"event": "ready", "pid": os.getpid(), **session.ready()}), flush=True)
         try:
             async with trio.open_nursery() as n:
@@ -188,9 +188,15 @@ if __name__ == "__main__":
 ADA_NAME, ADA_EMAIL = "Ada", "ada@example.org"
 
 
+def _user_xattrs(path: str) -> tuple:
+    names = sorted(n for n in os.listxattr(path, follow_symlinks=False) if n.startswith("user."))
+    return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
+
+
 def snapshot(root: str, content: bool = True) -> dict:
     """What a writable mount must agree on with a local directory: kind, mode, size,
-    bytes (as a digest), link target. Directories and symlinks are not followed."""
+    bytes (as a digest), link target, and user.* attributes when there are any.
+    Directories and symlinks are not followed."""
     import hashlib
     import stat as st
 
@@ -210,6 +216,8 @@ def snapshot(root: str, content: bool = True) -> dict:
                     with open(path, "rb") as f:
                         digest = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
                 out[rel] = ("file", st.S_IMODE(s.st_mode), s.st_size, digest)
+            if not st.S_ISLNK(s.st_mode) and _user_xattrs(path):
+                out[rel] += (_user_xattrs(path),)
     return out
 
 
@@ -223,15 +231,18 @@ def tree_snapshot(repo, tree: str, prefix: str = "") -> dict:
     for entry in repo.trees.entries(tree):
         rel = prefix + entry.name
         if entry.kind == DIR:
-            out[rel] = ("dir", entry.mode)
+            out[rel] = ("dir", entry.mode) + ((entry.xattrs,) if entry.xattrs else ())
             out.update(tree_snapshot(repo, entry.tree, rel + "/"))
-        elif entry.kind == LINK:
+            continue
+        if entry.kind == LINK:
             out[rel] = ("link", entry.target)
         else:
             h = hashlib.blake2b(digest_size=16)
             for addr, size in repo.trees.chunks(entry):
                 h.update(repo.chunks.read_chunk(addr, size))
             out[rel] = ("file", entry.mode, entry.size, h.hexdigest())
+        if entry.xattrs:
+            out[rel] += (entry.xattrs,)
     return out
 
 

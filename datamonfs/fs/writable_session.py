@@ -8,6 +8,7 @@ writers wait while it runs and readers do not.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ class WritableRequest:
     new: bool  # start from an empty tree (the branch must not exist yet)
     overlay: str  # the overlay's directory
     mountpoint: str
-    uid: int
+    uid: int  # who asks for the mount
     gid: int
+    owner: tuple[int, int] | None = None  # --uid/--gid: who the bundle's entries belong to
 
 
 def _new_info(repo: Repository, req: WritableRequest) -> OverlayInfo:
@@ -41,21 +43,40 @@ def _new_info(repo: Repository, req: WritableRequest) -> OverlayInfo:
             raise AlreadyExists(f"branch {req.branch!r} of {req.repo!r} exists already; mount it "
                                 f"with 'datamonfs mount --rw {req.repo}:{req.branch} MOUNTPOINT'")
         return OverlayInfo(req.repo, req.branch, "", "", req.mountpoint, time.time(),
-                           time.time_ns(), req.uid)
+                           time.time_ns(), req.uid, *_owner(req))
     if head is None:
         raise NotFound(f"no branch {req.branch!r} in repo {req.repo!r}; start one with "
                        f"'datamonfs mount --rw --new {req.repo} MOUNTPOINT --branch {req.branch}'")
     bundle = repo.get_bundle(req.repo, head.bundle)
     return OverlayInfo(req.repo, req.branch, bundle.id, bundle.tree, req.mountpoint, time.time(),
-                       bundle.time, req.uid)
+                       bundle.time, req.uid, *_owner(req))
+
+
+def sync_mount(mountpoint: str) -> None:
+    """syncfs(2) of a mount: the kernel writes back its dirty pages, and waits for them."""
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd):
+            raise OSError(ctypes.get_errno(), f"syncfs of {mountpoint} failed")
+    finally:
+        os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _owner(req: WritableRequest) -> tuple[int, int]:
+    return req.owner or (req.uid, req.gid)
 
 
 class WritableSession:
-    def __init__(self, repo: Repository, ov: Overlay, fs: WritableFS, recovered: str | None):
+    def __init__(self, repo: Repository, ov: Overlay, fs: WritableFS, recovered: str | None,
+                 mountpoint: str):
         self.repo = repo
         self.ov = ov
         self.fs = fs
         self.recovered = recovered  # a commit a crash interrupted, finished on opening
+        self.mountpoint = mountpoint
 
     @classmethod
     def open(cls, repo: Repository, reader: ChunkReader, req: WritableRequest) -> "WritableSession":
@@ -70,8 +91,18 @@ class WritableSession:
                 f"{req.mountpoint} has staged changes for {ov.info.repo}:{ov.info.branch} from an "
                 f"earlier mount; mount that again, or discard them with "
                 f"'datamonfs unmount --discard {req.mountpoint}'")
-        fs = WritableFS(ov, req.uid, req.gid)
-        return cls(repo, ov, fs, finished.id if finished else None)
+        # The owner is the overlay's from its creation on (what its nodes' rows mean by
+        # "the mount's owner"); an overlay of schema 1 records the one it is resumed with.
+        if ov.info.owner_uid < 0:
+            ov.set_owner(*_owner(req))
+        elif req.owner is not None and req.owner != ov.owner:
+            ov.close()
+            raise AlreadyExists(
+                f"{req.mountpoint} has staged changes made with owner {ov.owner[0]}:"
+                f"{ov.owner[1]}; mount it again without --uid/--gid, or commit and unmount "
+                "it first")
+        fs = WritableFS(ov, *ov.owner)
+        return cls(repo, ov, fs, finished.id if finished else None, req.mountpoint)
 
     def ready(self) -> dict:
         """What the mount shows, for the mount record."""
@@ -84,6 +115,9 @@ class WritableSession:
                 "bytes": size, "recovered": self.recovered}
 
     async def commit(self, message: str, author: Author, label: str | None = None) -> dict:
+        # Writes the kernel still holds (its writeback cache) reach the overlay first;
+        # before the gate closes, since those writes pass it.
+        await trio.to_thread.run_sync(sync_mount, self.mountpoint)
         async with self.fs.gate.alone():
             r = await trio.to_thread.run_sync(commit_overlay, self.ov, self.repo, author, message,
                                               label)
@@ -95,6 +129,8 @@ class WritableSession:
 
     async def status(self, limit: int) -> dict:
         """What is staged: at most `limit` changes listed, the counts cover them all."""
+        await trio.to_thread.run_sync(sync_mount, self.mountpoint)
+
         def collect() -> dict:
             changes, counts = [], {"added": 0, "modified": 0, "deleted": 0}
             for line in status(self.ov):

@@ -120,7 +120,7 @@ def verify(root: str, size: Size) -> str:
     os.makedirs(d)
     report = fio(d, "verify", "--rw=randwrite", "--bs=4k", "--numjobs=2",
                  f"--size={size.fio_verify // 2 // MiB}M", "--verify=crc32c",
-                 "--verify_fatal=1", "--do_verify=1")
+                 "--verify_fatal=1", "--do_verify=1", "--verify_state_save=0")
     errors = report["jobs"][0]["error"]
     written = report["jobs"][0]["write"]["io_bytes"] / MiB
     shutil.rmtree(d)
