@@ -1,4 +1,4 @@
-"""How big each scenario runs: `default` fits in 15 minutes on a 2-core machine, `large`
+"""How big each scenario runs: `default` fits in 20 minutes on a 2-core machine, `large`
 is ten times bigger, `smoke` only checks that the suite runs end to end."""
 
 from __future__ import annotations
