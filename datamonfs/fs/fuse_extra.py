@@ -69,8 +69,8 @@ def elf_symbols(path: str, wanted: set[str]) -> dict[str, tuple[int, int]]:
     return found
 
 
-def _session_table_slot() -> int | None:
-    """The address of the `fallocate` slot in the live session's copy of the table."""
+def _session_table() -> int | None:
+    """The address of the live session's copy of the handler table."""
     path = pyfuse3.__file__
     symbols = elf_symbols(path, {"PyInit_pyfuse3", "__pyx_v_7pyfuse3_fuse_ops",
                                  "__pyx_v_7pyfuse3_session"})
@@ -83,26 +83,24 @@ def _session_table_slot() -> int | None:
         return None
     table = ctypes.string_at(base + table_at, table_size)
     session = ctypes.c_void_p.from_address(base + symbols["__pyx_v_7pyfuse3_session"][0]).value
-    if not session or table[FALLOCATE_SLOT * _POINTER:(FALLOCATE_SLOT + 1) * _POINTER] != \
-            bytes(_POINTER) or not any(table[:_POINTER]):
+    slots = [table[i:i + _POINTER] for i in range(0, table_size, _POINTER)]
+    if not session or slots[FALLOCATE_SLOT] != bytes(_POINTER) or slots[0] == bytes(_POINTER):
         return None  # no session yet, or a table unlike the one expected
     memory = ctypes.string_at(session, _SEARCH + table_size)
     hits = [at for at in range(0, _SEARCH, _POINTER) if memory[at:at + table_size] == table]
-    if len(hits) != 1:
-        return None
-    return session + hits[0] + FALLOCATE_SLOT * _POINTER
+    return session + hits[0] if len(hits) == 1 else None
 
 
-def install_fallocate(handler: Callable[[int, int, int, int], Awaitable[None]]) -> bool:
-    """After pyfuse3.init, before pyfuse3.main: route FUSE_FALLOCATE to `handler(inode,
+def install(fallocate: Callable[[int, int, int, int], Awaitable[None]]) -> bool:
+    """After pyfuse3.init, before pyfuse3.main: route FUSE_FALLOCATE to `fallocate(inode,
     mode, offset, length)`, an async function raising pyfuse3.FUSEError to fail. Returns
-    whether it could (else fallocate stays EOPNOTSUPP)."""
+    whether it could (else the session stays as pyfuse3 made it: fallocate EOPNOTSUPP)."""
     try:
-        slot = _session_table_slot()
+        table = _session_table()
     except (OSError, ValueError, struct.error, AttributeError) as e:
         log.warning("fallocate not available: %s", e)
         return False
-    if slot is None:
+    if table is None:
         log.warning("fallocate not available: pyfuse3's session is not as expected")
         return False
     libfuse = ctypes.CDLL("libfuse3.so.3")
@@ -112,7 +110,7 @@ def install_fallocate(handler: Callable[[int, int, int, int], Awaitable[None]]) 
     async def answer(req: int, ino: int, mode: int, offset: int, length: int) -> None:
         err = errno.EIO
         try:
-            await handler(ino, mode, offset, length)
+            await fallocate(ino, mode, offset, length)
             err = 0
         except pyfuse3.FUSEError as e:
             err = e.errno
@@ -121,14 +119,15 @@ def install_fallocate(handler: Callable[[int, int, int, int], Awaitable[None]]) 
         finally:  # never leave a request unanswered (also when cancelled at shutdown)
             reply(req, err)
 
-    def callback(req, ino, mode, offset, length, fi) -> None:
+    def on_fallocate(req, ino, mode, offset, length, fi) -> None:
         try:
             trio.lowlevel.spawn_system_task(answer, req, ino, mode, offset, length)
         except BaseException:
             log.exception("fallocate could not be started")
             reply(req, errno.EIO)
 
-    function = _FALLOCATE(callback)
-    _installed.append(function)
-    ctypes.c_void_p.from_address(slot).value = ctypes.cast(function, ctypes.c_void_p).value
+    handler = _FALLOCATE(on_fallocate)
+    _installed.append(handler)
+    ctypes.c_void_p.from_address(table + FALLOCATE_SLOT * _POINTER).value = \
+        ctypes.cast(handler, ctypes.c_void_p).value
     return True

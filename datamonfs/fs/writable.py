@@ -23,7 +23,7 @@ import trio
 from ..core.model import DIR, LINK
 from .overlay import Node, Overlay
 from .base_tree import WouldBlock
-from .fuse_extra import install_fallocate
+from . import fuse_extra
 from .operations import FileSystem, HandleTable, fuse_options, guarded
 
 log = logging.getLogger(__name__)
@@ -388,7 +388,7 @@ def mount_options(fs: WritableFS) -> set[str]:
 def init_session(fs: WritableFS, mountpoint: str) -> None:
     """pyfuse3.init for a writable mount, with the requests pyfuse3 leaves out (fallocate)."""
     pyfuse3.init(fs, mountpoint, mount_options(fs))
-    install_fallocate(fs.fallocate)
+    fuse_extra.install(fs.fallocate)
 
 
 __all__ = ["WritableFS", "WriteGate", "init_session", "mount_options"]

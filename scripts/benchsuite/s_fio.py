@@ -12,11 +12,10 @@ import subprocess
 
 from .common import MiB, Datamonfs, scratch
 from .measure import OURS, Table, Target, alternate
-from .peers import Rclone, missing
+from .peers import LOCAL, RCLONE, writable_targets
 from .sizes import Size
 
 SCENARIO = "6. fio on a writable mount"
-LOCAL, RCLONE = "local disk", "rclone"
 RANDOM, FSYNCED, SEQ_WRITE, SEQ_READ = (
     "4 KiB random read/write, 4 jobs", "64 KiB random writes, fsync every 32",
     "sequential 1 MiB write", "sequential 1 MiB read back")
@@ -67,28 +66,10 @@ def run_scenario(size: Size, reps: int) -> tuple[list[Table], list, list]:
     work = scratch("fio")
     dm = Datamonfs(work)
     dm("repo", "create", "fio")
-    local_dir = os.path.join(work, "local")
-    os.makedirs(local_dir)
-    targets = {LOCAL: local_dir, OURS: dm.mount("fio", "m-fio", "--rw", "--new",
-                                                "--branch", "scratch")}
-    rclone_mount = None
-    notes = []
-    try:
-        if why := missing("rclone"):
-            notes.append(f"rclone not run: {why}.")
-        else:
-            backing = os.path.join(work, "rclone-backing")
-            os.makedirs(backing)
-            rclone_mount = Rclone(work).mount(backing, os.path.join(work, "m-rclone"),
-                                              writable=True)
-            targets[RCLONE] = rclone_mount.mountpoint
+    with writable_targets(work, dm, "fio") as (targets, notes):
         measure = jobs(size)
         measured = alternate(reps, {name: _bind(measure, root) for name, root in targets.items()})
         verified = verify(targets[OURS], size)
-    finally:
-        if rclone_mount:
-            rclone_mount.close()
-        dm.close()
     table = Table(SCENARIO, f"fio on a writable mount ({size.fio_file // MiB} MiB of files, "
                   f"{size.fio_seconds} s per timed job)", [OURS, RCLONE, LOCAL], limit=LOCAL)
     for name in (RANDOM, FSYNCED, SEQ_WRITE, SEQ_READ):
