@@ -3,7 +3,7 @@
     python scripts/make_golden_store.py [DIR]        (DIR defaults to tests/data)
 
 writes DIR/golden-store/ (the store) and DIR/golden-store.json (what a reader must find
-in it). tests/test_golden_store.py reads the checked-in copy with today's code and
+in it). tests/unit/test_golden_store.py reads the checked-in copy with today's code and
 builds it again with `build` to compare byte for byte, so a change of the format shows
 up as a failing test. Run this only when the format changes on purpose (and update
 docs/FORMAT.md with it).
@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 from datamonfs.core import repository, trees  # noqa: E402
 from datamonfs.core.chunks import cut  # noqa: E402
 from datamonfs.core.encoding import VERSION, address  # noqa: E402
-from datamonfs.core.model import LINK, Bundle, Entry, xattrs_to_obj  # noqa: E402
+from datamonfs.core.model import (LINK, NO_PROVENANCE, Bundle, Entry, Input,  # noqa: E402
+                                   Process, Provenance, xattrs_to_obj)
 from datamonfs.core.repository import BRANCH, LABEL, Author, Repository  # noqa: E402
 from datamonfs.core.stores.local import LocalStore  # noqa: E402
 
@@ -104,6 +105,12 @@ def tree_a() -> Dir:
     }, T + 12)
 
 
+def tree_c() -> Dir:
+    """A bundle made by a command from bundle A (`datamonfs run`): it records its inputs
+    and the command line."""
+    return Dir({"result.txt": File(b"made from bundle A\n", T + 30)}, T + 30)
+
+
 def tree_b() -> Dir:
     """The second bundle on main: one file changed, one added, one removed; the rest,
     subtrees included, is shared with the first."""
@@ -115,8 +122,8 @@ def tree_b() -> Dir:
     return root
 
 
-def tree_c() -> Dir:
-    """A third bundle, on branch attrs: the second plus one file with extended attributes
+def tree_d() -> Dir:
+    """A fourth bundle, on branch attrs: the second plus one file with extended attributes
     (one value of text, one of bytes that are not UTF-8), in the optional 7th element."""
     root = tree_b()
     root.children["attrs.txt"] = File(b"a file with extended attributes\n", T + 30,
@@ -186,14 +193,17 @@ def build(root: str) -> dict:
     repo = Repository(store)
     doc: dict = {"format": VERSION, "repo": REPO, "bundles": {}}
 
-    def bundle(tag: str, tree: Dir, parents: tuple[str, ...], when: int, message: str) -> str:
+    def bundle(tag: str, tree: Dir, parents: tuple[str, ...], when: int, message: str,
+               made_from: Provenance = NO_PROVENANCE) -> str:
         writer = _Writer(repo)
         top = writer.entry("", tree)
         b = repo.write_bundle(Bundle(REPO, top.tree, parents, message, AUTHOR.name,
-                                     AUTHOR.email, when, top.files, top.size))
+                                     AUTHOR.email, when, top.files, top.size,
+                                     made_from.inputs, made_from.process))
         doc["bundles"][tag] = {"id": b.id, "tree": b.tree, "parents": list(parents),
                                "time": when, "files": b.files, "bytes": b.bytes,
-                               "message": message, "entries": writer.expected}
+                               "message": message, "entries": writer.expected,
+                               **made_from.to_obj()}
         return b.id
 
     with _clock(T, ""):
@@ -209,17 +219,22 @@ def build(root: str) -> dict:
         repo.append_ref(REPO, BRANCH, "main", b, AUTHOR)
     with _clock(T + 300 * S, "a5a5a5a5a5a5a5a5"):
         repo.append_ref(REPO, BRANCH, "dev", a, AUTHOR)  # as 'branch create golden:v1 dev'
-    c = bundle("C", tree_c(), (b,), T + 400 * S, "third bundle: a file with extended attributes")
+    c = bundle("C", tree_c(), (), T + 400 * S, "made by a command from bundle A",
+               Provenance((Input(REPO, a),),
+                          Process(("python3", "clean.py", "--in", "/data/in"), "node-1")))
     with _clock(T + 401 * S, "5a5a5a5a5a5a5a5a"):
-        repo.append_ref(REPO, BRANCH, "attrs", c, AUTHOR)
+        repo.append_ref(REPO, BRANCH, "derived", c, AUTHOR)
+    d = bundle("D", tree_d(), (b,), T + 500 * S, "fourth bundle: a file with extended attributes")
+    with _clock(T + 501 * S, "3c3c3c3c3c3c3c3c"):
+        repo.append_ref(REPO, BRANCH, "attrs", d, AUTHOR)
     store.close()
     os.rmdir(os.path.join(root, ".tmp"))
     # Newest first; REF as the CLI takes it (label, branch, bundle id prefix).
     doc["logs"] = {"branch/main": [b, a], "branch/dev": [a], "label/v1": [a],
-                   "branch/attrs": [c]}
+                   "branch/derived": [c], "branch/attrs": [d]}
     doc["refs"] = {REPO: b, f"{REPO}:main": b, f"{REPO}:dev": a, f"{REPO}:v1": a,
-                   f"{REPO}:{a[:8]}": a, f"{REPO}:{b[:8]}": b, f"{REPO}:attrs": c,
-                   f"{REPO}:{c[:8]}": c}
+                   f"{REPO}:{a[:8]}": a, f"{REPO}:{b[:8]}": b, f"{REPO}:derived": c,
+                   f"{REPO}:attrs": d, f"{REPO}:{d[:8]}": d}
     return doc
 
 

@@ -17,7 +17,7 @@ import threading
 
 from ..core.config import Config
 from ..core.repository import Repository
-from ..core.stores import open_store
+from ..core.stores import StoreSpec, open_store
 from .blocks import BlockCache, default_limit
 from .file_reader import FileReader
 from .index import CacheIndex, clear_unused
@@ -44,11 +44,15 @@ def open_cache(cfg: Config) -> tuple[BlockCache, LmdbMetaCache]:
         return _opened[directory]
 
 
-def cached_repository(cfg: Config) -> tuple[Repository, CachedChunkReader]:
-    """A Repository of cfg.store reading metadata through the cache, and a chunk
-    reader through it (close the reader when done)."""
+def cached_repository(cfg: Config, store: StoreSpec | None = None, create: bool = False
+                      ) -> tuple[Repository, CachedChunkReader]:
+    """A Repository of `store` (default: cfg's) reading metadata through the cache, and a
+    chunk reader through it (close the reader when done). Chunks and metadata objects
+    are named by their content, so one cache serves every store."""
     blocks, meta = open_cache(cfg)
-    repo = Repository(open_store(cfg.store), meta_cache=meta)
+    spec = store or cfg.store_spec()
+    repo = Repository(open_store(spec, create=create or (store is None and cfg.store_is_default)),
+                      meta_cache=meta)
     return repo, CachedChunkReader(blocks, repo.chunks)
 
 

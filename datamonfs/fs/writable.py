@@ -94,6 +94,7 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
         self.limiter = trio.CapacityLimiter(threads)
         self.gate = WriteGate()
         self._dirs: HandleTable[_DirHandle] = HandleTable()
+        self.mountpoint: str | None = None  # once init_session mounted it (None: in-process)
 
     async def _run(self, fn: Callable, *args):
         """In a worker thread: anything that may wait for the store or the disk."""
@@ -388,6 +389,7 @@ def mount_options(fs: WritableFS) -> set[str]:
 def init_session(fs: WritableFS, mountpoint: str) -> None:
     """pyfuse3.init for a writable mount, with the requests pyfuse3 leaves out (fallocate)."""
     pyfuse3.init(fs, mountpoint, mount_options(fs))
+    fs.mountpoint = mountpoint
     fuse_extra.install(fs.fallocate)
 
 

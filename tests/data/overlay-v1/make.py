@@ -1,7 +1,10 @@
 """How tests/data/overlay-v1 was made, by datamonfs at daa7c2c (overlay schema 1), with
     PYTHONPATH=. python tests/data/overlay-v1/make.py tests/data/overlay-v1
 Kept to document the fixture; run by today's code it would write the current schema."""
-import os, shutil, sys
+import os
+import shutil
+import sys
+
 from datamonfs.core import ingest
 from datamonfs.core.repository import Author, Repository
 from datamonfs.core.stores import open_store
@@ -14,10 +17,16 @@ os.makedirs(out)
 src = os.path.join(out, "..", "overlay-v1-src")
 shutil.rmtree(src, ignore_errors=True)
 os.makedirs(os.path.join(src, "dir/sub"))
+
+
 def w(rel, data, mode=0o644, t=1_600_000_000_000_000_000):
     p = os.path.join(src, rel)
-    with open(p, "wb") as f: f.write(data)
-    os.chmod(p, mode); os.utime(p, ns=(t, t))
+    with open(p, "wb") as f:
+        f.write(data)
+    os.chmod(p, mode)
+    os.utime(p, ns=(t, t))
+
+
 w("a.txt", b"hello\n")
 w("dir/x", b"x" * 1000)
 w("dir/sub/y", b"y")
@@ -28,9 +37,16 @@ ada = Author("Ada", "ada@example.org")
 repo = Repository(open_store("file://" + os.path.join(out, "store")))
 repo.create_repo("r", "", ada)
 bundle, _ = ingest.upload(repo, "r", src, "base", ada)
+
+
 class Content:
-    def __init__(self, chunks): self.data = b"".join(repo.chunks.read_chunk(a, s) for a, s in chunks)
-    def read(self, off, n): return self.data[off:off+n]
+    def __init__(self, chunks):
+        self.data = b"".join(repo.chunks.read_chunk(a, s) for a, s in chunks)
+
+    def read(self, off, n):
+        return self.data[off:off + n]
+
+
 info = OverlayInfo("r", "main", bundle.id, bundle.tree, "/mnt/v1", 1_700_000_000.0, bundle.time, 0)
 ov = Overlay.create_in(os.path.join(out, "overlay"), info, repo.trees, Content)
 new = ov.create(ROOT, b"new.txt", 0o640)
