@@ -37,6 +37,8 @@ from .extents import Extents
 from .nodes import Node, NodeCache, now
 
 MAX_FDS = 128  # open data files; more are closed least recently used first
+MAX_READERS = 64
+RESERVE_MIN, RESERVE_MAX = 1 << 20, 64 << 20  # free space kept for the database
 # fallocate(2) modes (linux/falloc.h) a writable mount supports; the others shift content
 # (COLLAPSE_RANGE, INSERT_RANGE) or concern shared extents (UNSHARE_RANGE): EOPNOTSUPP.
 KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE = 0x01, 0x02, 0x10
@@ -50,8 +52,6 @@ def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     if _libc.fallocate(fd, mode, offset, length) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
-MAX_READERS = 64
-RESERVE_MIN, RESERVE_MAX = 1 << 20, 64 << 20  # free space kept for the database
 
 
 class RangeReader(Protocol):
