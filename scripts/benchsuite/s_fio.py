@@ -39,24 +39,29 @@ def mib_per_s(report: dict, *kinds: str) -> float:
     return sum(job[k]["bw_bytes"] for k in kinds) / MiB
 
 
-def jobs(size: Size):
-    runtime = str(size.fio_seconds)
+def job_args(size: Size) -> dict[str, tuple[str, list[str], tuple[str, ...]]]:
+    """Each figure's fio job: (job name, arguments, the directions its MiB/s adds up). The
+    two sequential jobs share a name, so the read-back reads the file just written."""
+    runtime, total = str(size.fio_seconds), f"{size.fio_file // MiB}M"
+    timed = ["--time_based", f"--runtime={runtime}"]
+    return {
+        RANDOM: ("randrw", ["--rw=randrw", "--bs=4k", "--numjobs=4",
+                            f"--size={size.fio_file // 4 // MiB}M", *timed], ("read", "write")),
+        FSYNCED: ("fsynced", ["--rw=randwrite", "--bs=64k", "--fsync=32", f"--size={total}",
+                              *timed], ("write",)),
+        SEQ_WRITE: ("seq", ["--rw=write", "--bs=1M", "--end_fsync=1", f"--size={total}"],
+                    ("write",)),
+        # fio invalidates the file's cached pages before it reads
+        SEQ_READ: ("seq", ["--rw=read", "--bs=1M", f"--size={total}"], ("read",)),
+    }
 
+
+def jobs(size: Size):
     def measure(root: str) -> dict[str, float]:
         d = os.path.join(root, "fio")
         os.makedirs(d, exist_ok=True)
-        per_job = f"{size.fio_file // 4 // MiB}M"
-        out = {RANDOM: mib_per_s(fio(d, "randrw", "--rw=randrw", "--bs=4k", "--numjobs=4",
-                                     f"--size={per_job}", "--time_based",
-                                     f"--runtime={runtime}"), "read", "write")}
-        out[FSYNCED] = mib_per_s(fio(d, "fsynced", "--rw=randwrite", "--bs=64k", "--fsync=32",
-                                     f"--size={size.fio_file // MiB}M", "--time_based",
-                                     f"--runtime={runtime}"), "write")
-        out[SEQ_WRITE] = mib_per_s(fio(d, "seq", "--rw=write", "--bs=1M", "--end_fsync=1",
-                                       f"--size={size.fio_file // MiB}M"), "write")
-        # The same file read back: fio invalidates its cached pages first.
-        out[SEQ_READ] = mib_per_s(fio(d, "seq", "--rw=read", "--bs=1M",
-                                      f"--size={size.fio_file // MiB}M"), "read")
+        out = {figure: mib_per_s(fio(d, name, *args), *kinds)
+               for figure, (name, args, kinds) in job_args(size).items()}
         shutil.rmtree(d)
         return out
     return measure

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import pathlib
 import sqlite3
 import stat
 
 import pytest
+from support.overlays import copy_v1, node_columns
 from support.files import snapshot, tree_snapshot
 from support.writable import Mounts
 
@@ -19,27 +20,15 @@ from datamonfs.core.repository import Repository
 from datamonfs.core.stores import open_store
 from datamonfs.fs.overlay import SCHEMA_VERSION
 
-V1 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
-                  "overlay-v1")
-
 
 @pytest.fixture
 def v1(tmp_path):
-    shutil.copytree(V1, tmp_path / "v1", ignore=shutil.ignore_patterns("make.py"))
-    return tmp_path / "v1"
-
-
-def columns(db_path) -> set[str]:
-    db = sqlite3.connect(db_path)
-    try:
-        return {row[1] for row in db.execute("PRAGMA table_info(nodes)")}
-    finally:
-        db.close()
+    return pathlib.Path(copy_v1(tmp_path))
 
 
 def test_a_schema_1_overlay_is_migrated_when_opened_and_commits_what_it_staged(v1, tmp_path):
     db_path = v1 / "overlay" / "overlay.db"
-    assert "uid" not in columns(db_path)
+    assert "uid" not in node_columns(db_path)
     store = "file://" + str(v1 / "store")
     mounts = Mounts(str(tmp_path), store)
     try:
@@ -65,7 +54,7 @@ def test_a_schema_1_overlay_is_migrated_when_opened_and_commits_what_it_staged(v
             "a.txt": "modified", "big.bin": "modified", "dir/": "deleted", "gone.txt": "deleted",
             "made/": "added", "made/up": "added", "moved/": "added", "new.txt": "added"}
         # migrated in place: the new columns, the version, the owner it is shown with
-        assert {"uid", "gid", "atime", "xattrs"} <= columns(db_path)
+        assert {"uid", "gid", "atime", "xattrs"} <= node_columns(db_path)
         info = h.call("info")["info"]
         assert (info["owner_uid"], info["owner_gid"]) == (os.getuid(), os.getgid())
         # what schema 2 adds works on the migrated overlay

@@ -13,7 +13,7 @@ import pyfuse3
 import pytest
 import trio
 from support.files import write
-from support.fs_api import ctx, fields, readonly_fs, writable_session
+from support.fs_api import ctx, errno_of, fields, readonly_fs, writable_session
 
 from datamonfs.core import ingest
 from datamonfs.core.repository import Author, Repository
@@ -37,12 +37,6 @@ def repo(tmp_path):
     os.setxattr(src / "sub" / "y.txt", "user.tag", b"from the bundle")
     ingest.upload(repo, "r", str(src), "first", ADA, label="v1")
     return repo
-
-
-async def errno_of(call) -> int:
-    with pytest.raises(pyfuse3.FUSEError) as e:
-        await call
-    return e.value.errno
 
 
 def test_read_only_blocks_link_counts_names_times(repo):
