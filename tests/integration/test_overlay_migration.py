@@ -1,7 +1,7 @@
 """Overlays outlive daemons across upgrades: one written by schema-1 code
 (tests/data/overlay-v1, made by datamonfs at daa7c2c with its make.py) is migrated to
 today's schema when opened, shows what it staged, and commits it (tests/unit/
-test_overlay_migration.py: an overlay of a newer schema is refused)."""
+test_overlay_newer_schema.py: an overlay of a newer schema is refused)."""
 
 from __future__ import annotations
 
