@@ -37,7 +37,7 @@ from datamonfs.core import repository, trees  # noqa: E402
 from datamonfs.core.chunks import cut  # noqa: E402
 from datamonfs.core.encoding import VERSION, address  # noqa: E402
 from datamonfs.core.model import (LINK, NO_PROVENANCE, Bundle, Entry, Input,  # noqa: E402
-                                   Process, Provenance)
+                                   Process, Provenance, xattrs_to_obj)
 from datamonfs.core.repository import BRANCH, LABEL, Author, Repository  # noqa: E402
 from datamonfs.core.stores.local import LocalStore  # noqa: E402
 
@@ -55,6 +55,7 @@ class File:
     data: bytes | list[bytes]  # bytes: cut as an upload cuts them; a list: these chunks
     mtime: int = T
     mode: int = 0o644
+    xattrs: tuple = ()  # (name, value) in name order: the entry's optional 7th element
 
 
 @dataclass
@@ -121,6 +122,17 @@ def tree_b() -> Dir:
     return root
 
 
+def tree_d() -> Dir:
+    """A fourth bundle, on branch attrs: the second plus one file with extended attributes
+    (one value of text, one of bytes that are not UTF-8), in the optional 7th element."""
+    root = tree_b()
+    root.children["attrs.txt"] = File(b"a file with extended attributes\n", T + 30,
+                                      xattrs=(("user.bytes", b"\x00\xff\xfe"),
+                                              ("user.origin", b"golden store")))
+    root.mtime = T + 30
+    return root
+
+
 class _Writer:
     """Writes entries with the library's writers and notes, by path, what a reader must
     find: from the description above, plus the addresses the writers gave."""
@@ -140,9 +152,10 @@ class _Writer:
             for data in pieces:
                 self.repo.chunks.put(address(data), data)
             e = trees.file_entry(self.repo.objects, name, node.mode, node.mtime,
-                                 [(address(data), len(data)) for data in pieces])
+                                 [(address(data), len(data)) for data in pieces], node.xattrs)
             self._note(path, e, blake3=address(b"".join(pieces)), chunks=len(pieces),
-                       **({"chunklist": e.chunklist} if e.chunklist else {}))
+                       **({"chunklist": e.chunklist} if e.chunklist else {}),
+                       **({"xattrs": xattrs_to_obj(e.xattrs)} if e.xattrs else {}))
         else:
             prefix = f"{path}/" if path else ""
             entries = [self.entry(prefix + n, node.children[n]) for n in sorted(node.children)]
@@ -211,13 +224,17 @@ def build(root: str) -> dict:
                           Process(("python3", "clean.py", "--in", "/data/in"), "node-1")))
     with _clock(T + 401 * S, "5a5a5a5a5a5a5a5a"):
         repo.append_ref(REPO, BRANCH, "derived", c, AUTHOR)
+    d = bundle("D", tree_d(), (b,), T + 500 * S, "fourth bundle: a file with extended attributes")
+    with _clock(T + 501 * S, "3c3c3c3c3c3c3c3c"):
+        repo.append_ref(REPO, BRANCH, "attrs", d, AUTHOR)
     store.close()
     os.rmdir(os.path.join(root, ".tmp"))
     # Newest first; REF as the CLI takes it (label, branch, bundle id prefix).
     doc["logs"] = {"branch/main": [b, a], "branch/dev": [a], "label/v1": [a],
-                   "branch/derived": [c]}
+                   "branch/derived": [c], "branch/attrs": [d]}
     doc["refs"] = {REPO: b, f"{REPO}:main": b, f"{REPO}:dev": a, f"{REPO}:v1": a,
-                   f"{REPO}:{a[:8]}": a, f"{REPO}:{b[:8]}": b, f"{REPO}:derived": c}
+                   f"{REPO}:{a[:8]}": a, f"{REPO}:{b[:8]}": b, f"{REPO}:derived": c,
+                   f"{REPO}:attrs": d, f"{REPO}:{d[:8]}": d}
     return doc
 
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 from ..errors import IntegrityError
 from . import rules
 from .encoding import VERSION, field, is_address
-from .model import DIR, FILE, LINK, Entry, check_entry_name, parse_chunks
+from .model import DIR, FILE, LINK, Entry, Xattrs, check_entry_name, parse_chunks
 from .objects import ObjectStore
 
 PAGE_SIZE = 1024
@@ -66,8 +66,9 @@ class DirectoryBuilder:
             self._flush()
         return self.objects.put({"v": VERSION, "type": "tree", "pages": self.pages})
 
-    def dir_entry(self, name: str, mode: int, mtime: int) -> Entry:
-        return Entry(name, DIR, mode, mtime, self.bytes, tree=self.finish(), files=self.files)
+    def dir_entry(self, name: str, mode: int, mtime: int, xattrs: Xattrs = ()) -> Entry:
+        return Entry(name, DIR, mode, mtime, self.bytes, tree=self.finish(), files=self.files,
+                     xattrs=xattrs)
 
 
 def _leaf(entries: list[Entry]) -> dict:
@@ -75,12 +76,12 @@ def _leaf(entries: list[Entry]) -> dict:
 
 
 def file_entry(objects: ObjectStore, name: str, mode: int, mtime: int,
-               chunks: list[tuple[str, int]]) -> Entry:
+               chunks: list[tuple[str, int]], xattrs: Xattrs = ()) -> Entry:
     size = sum(s for _, s in chunks)
     if len(chunks) > INLINE_CHUNKS:
         addr = objects.put({"v": VERSION, "type": "chunks", "chunks": [list(c) for c in chunks]})
-        return Entry(name, FILE, mode, mtime, size, chunklist=addr)
-    return Entry(name, FILE, mode, mtime, size, chunks=tuple(chunks))
+        return Entry(name, FILE, mode, mtime, size, chunklist=addr, xattrs=xattrs)
+    return Entry(name, FILE, mode, mtime, size, chunks=tuple(chunks), xattrs=xattrs)
 
 
 Claims = tuple[int, int]  # (files, bytes) a directory's entry, or a bundle, says are below
@@ -264,7 +265,7 @@ def _parse_page(obj: dict, where: str, lower: str | None, upper: str | None,
     entries: list[Entry | BadEntry] = []
     last = lower
     for item in raw:
-        if not isinstance(item, list) or len(item) != 6:
+        if not isinstance(item, list) or len(item) not in (6, 7):
             raise IntegrityError(f"{where}: malformed directory entry")
         name = check_entry_name(item[0], where)
         if last is not None and (name < last or name == last and entries):

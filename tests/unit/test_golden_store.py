@@ -19,6 +19,7 @@ import pytest
 
 from datamonfs.core.chunks import cut
 from datamonfs.core.encoding import VERSION, address, encode
+from datamonfs.core.model import xattrs_to_obj
 from datamonfs.core.repository import BRANCH, LABEL, Repository
 from datamonfs.core.stores.base import check_key
 from datamonfs.core.stores.local import LocalStore
@@ -164,20 +165,20 @@ def test_every_ref_resolves_to_its_bundle(golden, expected):
         kind, name = log.split("/")
         assert [r.bundle for r in golden.ref_log(expected["repo"], kind, name)] == ids, log
     assert [r.name for r in golden.list_refs(expected["repo"], BRANCH)] == [
-        "derived", "dev", "main"]
+        "attrs", "derived", "dev", "main"]
     assert [r.name for r in golden.list_refs(expected["repo"], LABEL)] == ["v1"]
     assert [b.id for b in golden.list_bundles(expected["repo"])] == \
-        [expected["bundles"][t]["id"] for t in ("C", "B", "A")]
+        [expected["bundles"][t]["id"] for t in ("D", "C", "B", "A")]
 
 
-@pytest.mark.parametrize("tag", ["A", "B", "C"])
+@pytest.mark.parametrize("tag", ["A", "B", "C", "D"])
 def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
     want = expected["bundles"][tag]
     b = golden.get_bundle(expected["repo"], want["id"])
     assert (b.tree, list(b.parents), b.time, b.files, b.bytes, b.message) == (
         want["tree"], want["parents"], want["time"], want["files"], want["bytes"],
         want["message"])
-    # What it was made from (§5.5): only C records it; A and B have neither member.
+    # What it was made from (§5.5): only C records it; A, B and D have neither member.
     assert b.provenance.to_obj() == {k: want[k] for k in ("inputs", "process") if k in want}
     seen = []
     for path, e in golden.walk(b):
@@ -190,6 +191,7 @@ def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
             data = b"".join(golden.chunks.read_chunk(a, s) for a, s in chunks)
             assert (address(data), len(chunks), e.chunklist) == (
                 w["blake3"], w["chunks"], w.get("chunklist")), path
+            assert xattrs_to_obj(e.xattrs) == w.get("xattrs", {}), path
         elif e.kind == "dir":
             pages = golden.trees.directory(e.tree).pages
             assert (e.tree, e.files, len(pages)) == (w["tree"], w["files"], w["pages"]), path
