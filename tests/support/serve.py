@@ -18,6 +18,7 @@ class Server:
     listens. `log()` is what it wrote on stderr."""
 
     def __init__(self, cli: CLI, *args: str, timeout: float = 30):
+        self._log: str | None = None
         self.proc = subprocess.Popen([DATAMONFS, "serve", "--bind", "127.0.0.1:0", *args],
                                      env=cli.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
@@ -42,10 +43,11 @@ class Server:
     def log(self) -> str:
         if self.proc.poll() is None:
             return "(still running)"
-        err = self.proc.stderr.read().decode(errors="replace")
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return err
+        if self._log is None:
+            self._log = self.proc.stderr.read().decode(errors="replace")
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+        return self._log
 
 
 def secret_file(tmp_path) -> str:
