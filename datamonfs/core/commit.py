@@ -313,15 +313,18 @@ def bundle_id(bundle: Bundle) -> str:
 def prepare(repo: Repository, repo_name: str, parent: Bundle | None, root: NewDir | Keep,
             message: str, author: Author, on_entry: OnEntry | None = None,
             progress: Callable[[int], None] | None = None,
-            provenance: Provenance = NO_PROVENANCE) -> tuple[Bundle | None, CommitStats]:
+            provenance: Provenance = NO_PROVENANCE, allow_empty: bool = False,
+            ) -> tuple[Bundle | None, CommitStats]:
     """Store every chunk and tree of the new content; the bundle to record (with its
-    id and what it was made from), or None when the tree equals the parent's. Nothing
-    names it yet. `progress` is told the bytes cut as they are."""
+    id and what it was made from), or None when the tree equals the parent's (or is
+    empty, without a parent) unless `allow_empty`. Nothing names it yet. `progress` is
+    told the bytes cut as they are."""
     job = TreeCommit(repo, on_entry, progress=progress)
     entry = job.build(root)
-    if parent is not None and entry.tree == parent.tree:
+    if not allow_empty and parent is not None and entry.tree == parent.tree:
         return None, job.stats
-    if parent is None and entry.files == 0 and not any(repo.trees.entries(entry.tree)):
+    if (not allow_empty and parent is None and entry.files == 0
+            and not any(repo.trees.entries(entry.tree))):
         return None, job.stats
     bundle = Bundle(repo=repo_name, tree=entry.tree, parents=(parent.id,) if parent else (),
                     message=message, author_name=author.name, author_email=author.email,
