@@ -67,7 +67,7 @@ def serve(bind: str, jwt_secret_file: str | None, jwt_jwks_file: str | None, jwt
         author = cfg.author
     except ConfigError:
         author = None  # no config: writes need tokens with name and email claims
-    engine = Engine(cfg)
+    engine = Engine.open(cfg)
 
     def ready(url: str) -> None:
         click.echo(url)

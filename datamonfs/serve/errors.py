@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -59,5 +60,11 @@ async def on_bad_path(request: Request, e: Exception) -> Response:
     return answer(request, e.status, "bad_path", str(e))
 
 
-HANDLERS = {DatamonError: on_datamon_error, Unauthorized: on_unauthorized,
+async def on_http_error(request: Request, e: Exception) -> Response:
+    """Starlette's own: no route (404), a method a route does not take (405)."""
+    assert isinstance(e, HTTPException)
+    return answer(request, e.status_code, f"http_{e.status_code}", str(e.detail), e.headers)
+
+
+HANDLERS = {HTTPException: on_http_error, DatamonError: on_datamon_error, Unauthorized: on_unauthorized,
             Forbidden: on_forbidden, BadPath: on_bad_path}

@@ -36,23 +36,26 @@ SCHEMAS = {
         {"branches": {"type": "array", "items": NAME}, "labels": {"type": "array", "items": NAME},
          "inputs": {"type": "array", "items": _obj({"repo": NAME, "bundle": ID})},
          "process": {"type": "object"}}),
-    "Ref": _obj({"name": NAME, "kind": {"enum": ["branch", "label"]}, "bundle": ID, "time": TIME,
-                 "author": {"type": "string"}, "email": {"type": "string"}}),
+    "Ref": _obj({"repo": NAME, "name": NAME, "kind": {"enum": ["branch", "label"]}, "bundle": ID,
+                 "time": TIME, "author": {"type": "string"}, "email": {"type": "string"}}),
     "Entry": _obj(
-        {"name": {"type": "string"}, "path": {"type": "string"},
-         "kind": {"enum": ["file", "dir", "link"]}, "size": {"type": "integer", "minimum": 0},
-         "mode": {"type": "string", "pattern": "^[0-7]{3,4}$"}, "mtime": TIME},
-        {"files": {"type": "integer", "minimum": 0}, "target": {"type": "string"},
-         "address": {**ID, "description": "the content address, also the file's ETag"}}),
+        {"path": {"type": "string"}, "kind": {"enum": ["file", "dir", "link"]},
+         "size": {"type": "integer", "minimum": 0},
+         "mode": {"type": "string", "pattern": "^[0-7]{3,4}$"}, "mtime": TIME,
+         "address": {**ID, "description": "the content address; a file's ETag"}},
+        {"files": {"type": "integer", "minimum": 0}, "target": {"type": "string"}}),
     "Change": _obj({"path": {"type": "string"},
                     "change": {"enum": ["added", "deleted", "modified"]},
                     "old_size": _nullable({"type": "integer"}),
                     "new_size": _nullable({"type": "integer"})}),
     "LabelSet": _obj({"label": NAME, "bundle": ID, "before": _nullable(ID),
                       "moved": {"type": "boolean"}}),
-    "Lineage": _obj({"bundle": _ref("Bundle"),
-                     "up": {"type": "array", "items": {"type": "object"}},
-                     "down": _nullable({"type": "array", "items": {"type": "object"}})}),
+    "Lineage": _obj({"start": {"type": "string"},
+                     "bundles": {"type": "array", "items": _ref("Bundle")},
+                     "edges": {"type": "array", "items": _obj({"input": {"type": "string"},
+                                                              "output": {"type": "string"}})},
+                     "missing": {"type": "array", "items": {"type": "string"}},
+                     "truncated": {"type": "boolean"}}),
 }
 
 
@@ -101,6 +104,7 @@ def _tree_get() -> dict:
 def _paths() -> dict:
     bundles_query = [_param(n, "query", {"type": "string", "maxLength": 200}, d) for n, d in [
         ("branch", "only bundles this branch has pointed at"),
+        ("label", "only bundles this label has pointed at"),
         ("author", "text in the author's name or email"), ("grep", "text in the message")]]
     bundles_query += [_param(n, "query", {"type": "string", "format": "date-time"}, d)
                       for n, d in [("since", "made at or after"), ("until", "made at or before")]]
@@ -127,7 +131,6 @@ def _paths() -> dict:
         "/api/v1/repos/{repo}/bundles": _get(
             "Bundles, newest first", [REPO, *bundles_query, OFFSET, LIMIT],
             _json(_obj({"bundles": {"type": "array", "items": _ref("Bundle")},
-                        "total": {"type": "integer"},
                         "next_offset": _nullable({"type": "integer"})}))),
         "/api/v1/repos/{repo}/refs/{ref}": _get("The bundle a ref names", [REPO, REF],
                                                 _json(_ref("Bundle"))),

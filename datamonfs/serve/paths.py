@@ -8,16 +8,16 @@ refuses (400, or 414 when too long):
 - an encoded `/` or `\\` (`%2F`, `%5C`), a NUL in any form, a control character;
 - an empty segment (`a//b`), and `.` or `..` segments, also encoded (`%2e%2e`).
 
-A bundle path taken from the URL is then checked name by name with the same rules a
-bundle's entries obey (core/rules.py): so a path the server accepts is one a bundle
-could hold, and nothing it names can lead outside the bundle.
+A bundle path taken from the URL is then checked by the Python API's path check
+(bundle_path): each name one a bundle's entries may have (core/rules.py), so a path the
+server accepts is one a bundle could hold, and nothing it names leads outside it.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-from ..core import rules
+from ..sdk.paths import normalize
 
 MAX_RAW_PATH = 8192  # bytes of the path as sent, percent escapes included
 
@@ -53,13 +53,7 @@ def check_raw_path(raw: bytes) -> None:
 
 
 def bundle_path(text: str) -> str:
-    """A path inside a bundle, from a URL ('' is the root; one trailing '/' is allowed):
-    names separated by '/', each a name a bundle may hold, at most MAX_DEPTH of them."""
-    names = text.removesuffix("/").split("/") if text.strip("/") else []
-    if len(names) > rules.MAX_DEPTH:
-        raise BadPath(f"the path is more than {rules.MAX_DEPTH} names deep")
-    for name in names:
-        problem = rules.name_problem(name)
-        if problem:
-            raise BadPath(f"{name!r:.80} cannot be a name in a bundle: {problem}")
-    return "/".join(names)
+    """A path inside a bundle, from a URL ('' is the root; a trailing '/' is dropped):
+    checked by the Python API's one path check (datamonfs/sdk/paths.py: each name one a
+    bundle may hold, no '..', at most MAX_DEPTH names); InvalidPath (400) otherwise."""
+    return normalize(text)

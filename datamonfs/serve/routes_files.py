@@ -20,7 +20,7 @@ from . import params, ranges
 from .access import require
 from .auth import READ
 from .blocking import run
-from .engine import Engine, content_address
+from .engine import Engine
 
 PIECE = 256 << 10  # bytes read and sent at a time
 # Bundles are immutable, but a ref (a label, a branch) may move: a client may keep what it
@@ -42,9 +42,9 @@ async def file_bytes(request: Request) -> Response:
     require(request, READ, repo)
     ref, path = params.ref(request), params.path(request)
     e: Engine = request.app.state.engine
-    entry, reader = await run(_open, e, repo, ref, path)
-    etag = ranges.etag_of(content_address(entry))
-    size = entry.size
+    info, reader = await run(_open, e, repo, ref, path)
+    etag = ranges.etag_of(info.address)
+    size = info.size
     filename = os.path.basename(path)
     headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": CACHE_CONTROL,
                "Content-Type": content_type(path),
@@ -75,7 +75,7 @@ async def file_bytes(request: Request) -> Response:
 
 
 def _open(e: Engine, repo: str, ref: str, path: str):
-    return e.open_file(e.resolve(repo, ref), path)
+    return e.open_file(e.bundle(repo, ref), path)
 
 
 def _attachment(filename: str) -> str:

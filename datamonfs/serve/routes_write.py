@@ -24,7 +24,6 @@ from .auth import WRITE, Grant
 from .blocking import run
 from .engine import Engine
 from .errors import BadRequest
-from .views import bundle_json
 
 MAX_JSON_BODY = 64 << 10
 TAR_TYPES = ("application/x-tar", "application/tar")
@@ -52,9 +51,8 @@ async def set_label(request: Request) -> JSONResponse:
         raise BadRequest('the body must be {"ref": "LABEL, BRANCH or BUNDLE ID"}')
     params.split_ref(f"{repo}:{ref}")
     e: Engine = request.app.state.engine
-    before, record, bundle = await run(e.set_label, repo, label, ref, author_of(request, grant))
-    return JSONResponse({"label": label, "bundle": bundle.id,
-                         "before": before.bundle if before else None, "moved": record is not None})
+    before, moved, bundle = await run(e.set_label, repo, label, ref, author_of(request, grant))
+    return JSONResponse({"label": label, "bundle": bundle.id, "before": before, "moved": moved})
 
 
 async def _json_body(request: Request):
@@ -90,20 +88,17 @@ async def create_bundle(request: Request) -> JSONResponse:
         _upload_limiter = anyio.CapacityLimiter(UPLOADS)
     async with _upload_limiter:
         if kind in TAR_TYPES:
-            body = uploads.BlockingBody(request.stream())
-            members = uploads.tar_members
-            source = body
+            bundle, created = await run(e.create_bundle, repo, branch, message, label, author,
+                                        replace, uploads.put_tar,
+                                        uploads.BlockingBody(request.stream()))
         else:
             form = await request.form(max_files=uploads.MAX_FILES, max_fields=100)
-            members = uploads.form_members
-            source = form
-        try:
-            bundle = await run(e.create_bundle, repo, branch, message, label, author, replace,
-                               members, source)
-        finally:
-            if kind == "multipart/form-data":
-                await source.close()
-    return JSONResponse(bundle_json(bundle), 201)
+            try:
+                bundle, created = await run(e.create_bundle, repo, branch, message, label,
+                                            author, replace, uploads.put_form, form)
+            finally:
+                await form.close()
+    return JSONResponse(bundle.to_json(), 201 if created else 200)
 
 
 ROUTES = [

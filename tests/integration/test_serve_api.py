@@ -40,7 +40,7 @@ def test_repos_bundles_refs_and_trees(serve, imagery):
         page = c.get("/api/v1/repos/imagery/bundles").json()
         assert [b["id"] for b in page["bundles"]] == [imagery["main"], imagery["v1"]]
         assert page["bundles"][0]["branches"] == ["main"] and page["bundles"][1]["labels"] == ["v1"]
-        assert page["total"] == 2 and page["next_offset"] is None
+        assert page["next_offset"] is None
         first = c.get("/api/v1/repos/imagery/bundles", params={"limit": 1}).json()
         assert [b["id"] for b in first["bundles"]] == [imagery["main"]] and first["next_offset"] == 1
         rest = c.get("/api/v1/repos/imagery/bundles", params={"limit": 1, "offset": 1}).json()
@@ -54,16 +54,17 @@ def test_repos_bundles_refs_and_trees(serve, imagery):
         for ref in ("v1", imagery["v1"], imagery["v1"][:8], "main~1"):
             assert c.get(f"/api/v1/repos/imagery/refs/{ref}").json()["id"] == imagery["v1"]
         root = c.get("/api/v1/repos/imagery/refs/main/tree").json()
-        assert [e["name"] for e in root["entries"]] == ["big.bin", "sub", "table.csv"]
+        assert [e["path"] for e in root["entries"]] == ["big.bin", "sub", "table.csv"]
         assert root["entry"]["kind"] == "dir" and root["entry"]["files"] == 4
         sub = c.get("/api/v1/repos/imagery/refs/main/tree/sub").json()
         assert [(e["path"], e["size"]) for e in sub["entries"]] == [("sub/hello.txt", 6),
                                                                     ("sub/more.txt", 5)]
         one = c.get("/api/v1/repos/imagery/refs/main/tree/sub", params={"limit": 1}).json()
-        assert [e["name"] for e in one["entries"]] == ["hello.txt"] and one["next_after"] == "hello.txt"
+        assert [e["path"] for e in one["entries"]] == ["sub/hello.txt"]
+        assert one["next_after"] == "hello.txt" and one["total"] == 2
         two = c.get("/api/v1/repos/imagery/refs/main/tree/sub",
                     params={"limit": 1, "after": "hello.txt"}).json()
-        assert [e["name"] for e in two["entries"]] == ["more.txt"] and two["next_after"] is None
+        assert [e["path"] for e in two["entries"]] == ["sub/more.txt"] and two["next_after"] is None
         f = c.get("/api/v1/repos/imagery/refs/main/tree/sub/hello.txt").json()
         assert f["entry"]["kind"] == "file" and re.fullmatch("[0-9a-f]{64}", f["entry"]["address"])
         assert "entries" not in f
@@ -84,12 +85,13 @@ def test_errors_are_json_with_the_right_status(serve, imagery):
                 ("/api/v1/repos/nope", 404, "not_found"),
                 ("/api/v1/repos/imagery/refs/nolabel", 404, "not_found"),
                 ("/api/v1/repos/imagery/refs/main/tree/missing", 404, "not_found"),
-                ("/api/v1/repos/imagery/refs/main/files/sub", 400, "not_a_file"),
+                ("/api/v1/repos/imagery/refs/main/files/sub", 400, "is_a_directory"),
                 ("/api/v1/repos/imagery/refs/main/tree/table.csv/x", 404, "not_found"),
                 ("/api/v1/repos/bad name/bundles", 400, "invalid_name"),
                 ("/api/v1/repos/imagery/bundles?limit=0", 400, "bad_request"),
                 ("/api/v1/repos/imagery/bundles?since=yesterday", 400, "bad_request"),
-                ("/api/v1/repos/imagery/diff?from=v1", 400, "bad_request")]:
+                ("/api/v1/repos/imagery/diff?from=v1", 400, "bad_request"),
+                ("/api/v1/nothing/here", 404, "http_404")]:
             r = c.get(path)
             assert (r.status_code, r.json()["error"]) == (status, code), (path, r.text)
             assert r.json()["message"]

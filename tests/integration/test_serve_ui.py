@@ -20,6 +20,7 @@ selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 pytestmark = [pytest.mark.parametrize("store_url", ["local"], indirect=True),
@@ -90,6 +91,7 @@ def test_browse_preview_download_and_diff(serve, tiles, browser, tmp_path):
     b.get(s.url + "/")
     _shot(b, "1-repos")
     b.find_element(By.LINK_TEXT, "imagery").click()
+    WebDriverWait(b, 30).until(lambda d: d.find_elements(By.ID, "bundles"))
     assert b.find_element(By.TAG_NAME, "h1").text == "imagery"
     rows = b.find_elements(By.CSS_SELECTOR, "#bundles tbody tr")
     assert len(rows) == 2 and "second cut" in rows[0].text and "v2" in rows[0].text
@@ -116,6 +118,7 @@ def test_browse_preview_download_and_diff(serve, tiles, browser, tmp_path):
     b.find_element(By.ID, "diff-from").send_keys("v1")
     b.find_element(By.ID, "diff-to").send_keys("v2")
     b.find_element(By.CSS_SELECTOR, "#diff-form button").click()
+    WebDriverWait(b, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#changes tbody tr"))
     changes = [r.text for r in b.find_elements(By.CSS_SELECTOR, "#changes tbody tr")]
     assert changes[0].startswith("deleted blob.bin") and changes[1].startswith(
         "added notes/more.txt") and len(changes) == 2

@@ -3,6 +3,7 @@ it mirrors and asks the same engine calls."""
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import jinja2
@@ -10,14 +11,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ...core.model import DIR, FILE
 from .. import params
 from ..access import grant_of, require
 from ..auth import READ
 from ..blocking import run
 from ..engine import Engine
 from ..routes_files import content_type
-from ..views import bundle_json, iso_time
+from ..views import bundle_json
 from .preview import PREVIEW_BYTES, preview
 
 PAGE = 200  # entries, bundles or changes a page shows
@@ -34,8 +34,15 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _time(value) -> str:
+    """A datetime (the Python API's) or nanoseconds, as ISO 8601 in UTC to the second."""
+    if isinstance(value, int):
+        value = datetime.datetime.fromtimestamp(value / 1e9, datetime.timezone.utc)
+    return value.isoformat(timespec="seconds")
+
+
 _env.filters["size"] = _size
-_env.filters["time"] = iso_time
+_env.filters["time"] = _time
 _env.filters["short"] = lambda text: (text or "")[:12]
 
 
@@ -75,11 +82,11 @@ async def repo_page(request: Request) -> HTMLResponse:
 
 
 def _repo_page(e: Engine, repo: str, offset: int, filters: dict) -> dict:
-    info = e.get_repo(repo)
-    page = e.bundles(repo, offset=offset, limit=PAGE, **filters)
+    info = e.repo(repo)
+    page = e.bundles(repo, offset, PAGE, **filters)
     names = e.decorations(repo)
-    return {"info": info, "bundles": [bundle_json(b, names.get(b.id, {})) for b in page.items],
-            "total": page.total, "more": page.next is not None,
+    return {"info": info, "bundles": [bundle_json(b, names) for b in page.items],
+            "more": page.next is not None,
             "branches": e.refs(repo, "branch"), "labels": e.refs(repo, "label")}
 
 
@@ -94,9 +101,9 @@ async def tree_page(request: Request) -> HTMLResponse:
 
 
 def _tree_page(e: Engine, repo: str, ref: str, path: str, after: str | None) -> dict:
-    bundle = e.resolve(repo, ref)
+    bundle = e.bundle(repo, ref)
     page = e.listdir(bundle, path, after, PAGE)
-    return {"bundle": bundle_json(bundle), "entries": page.items, "total": page.total,
+    return {"bundle": bundle.to_json(), "entries": page.items, "total": page.total,
             "next_after": page.next}
 
 
@@ -110,16 +117,12 @@ async def file_page(request: Request) -> HTMLResponse:
 
 
 def _file_page(e: Engine, repo: str, ref: str, path: str) -> dict:
-    bundle = e.resolve(repo, ref)
-    entry = e.entry(bundle, path)
-    doc = {"bundle": bundle_json(bundle), "entry": entry, "preview": None}
-    if entry.kind == FILE:
-        _, reader = e.open_file(bundle, path)
-        try:
-            head = reader.read(0, PREVIEW_BYTES)
-        finally:
-            reader.close()
-        doc["preview"] = preview(path, content_type(path), head, entry.size)
+    bundle = e.bundle(repo, ref)
+    info = bundle.stat(path)
+    doc = {"bundle": bundle.to_json(), "entry": info, "preview": None}
+    if info.is_file:
+        head = bundle.read_bytes(path, 0, PREVIEW_BYTES)
+        doc["preview"] = preview(path, content_type(path), head, info.size)
     return doc
 
 
@@ -144,13 +147,19 @@ async def lineage_page(request: Request) -> HTMLResponse:
     require(request, READ, repo)
     ref = params.ref(request)
     doc = await run(_lineage, _engine(request), repo, ref)
+    grant = grant_of(request)
+    doc["up"] = [b for b in doc["up"] if grant.allows(READ, b.repo)]
+    doc["down"] = [b for b in doc["down"] if grant.allows(READ, b.repo)]
     return render(request, "lineage.html", repo=repo, ref=ref, title=f"lineage {repo}:{ref}",
                   **doc)
 
 
 def _lineage(e: Engine, repo: str, ref: str) -> dict:
-    bundle = e.resolve(repo, ref)
-    return {"bundle": bundle_json(bundle), **e.lineage(bundle)}
+    """One generation each way: what it was made from, what was made from it."""
+    bundle = e.bundle(repo, ref)
+    graph = e.lineage(bundle, 1)
+    return {"bundle": bundle.to_json(), "up": graph.inputs_of(bundle),
+            "down": graph.outputs_of(bundle), "missing": graph.missing}
 
 
 def _crumbs(path: str) -> list[tuple[str, str]]:
@@ -169,4 +178,3 @@ ROUTES = [
     Route("/ui/repos/{repo}/refs/{ref}/lineage", lineage_page),
 ]
 
-__all__ = ["DIR", "ROUTES", "render_error"]
