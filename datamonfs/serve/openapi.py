@@ -80,7 +80,9 @@ REPO = _param("repo", "path", NAME)
 REF = _param("ref", "path", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(~[0-9]{0,6})*$"},
              "a label, a branch, a bundle id or a unique prefix of one (4+ hex digits), "
              "optionally ~N")
-PATH = _param("path", "path", {"type": "string"}, "a path inside the bundle")
+PATH = _param("path", "path", {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f\\\\]*$"},
+               "a path inside the bundle: names of 1-255 bytes of UTF-8 separated by '/', "
+               "no '.' or '..'")
 LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})
 OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 10**9})
 
@@ -93,7 +95,8 @@ def _get(summary: str, parameters: list, ok: dict, errors=("400", "401", "403", 
 
 def _tree_get() -> dict:
     return _get("What is at a path: an entry, and for a directory a page of its entries",
-                [REPO, REF, _param("after", "query", {"type": "string", "maxLength": 1024},
+                [REPO, REF, _param("after", "query", {"type": "string", "maxLength": 1024,
+                                                          "pattern": "^[^\\x00]*$"},
                                    "the last name of the previous page"), LIMIT],
                 _json(_obj({"bundle": ID, "entry": _ref("Entry")},
                            {"entries": {"type": "array", "items": _ref("Entry")},
@@ -102,7 +105,8 @@ def _tree_get() -> dict:
 
 
 def _paths() -> dict:
-    bundles_query = [_param(n, "query", {"type": "string", "maxLength": 200}, d) for n, d in [
+    bundles_query = [_param(n, "query", {"type": "string", "maxLength": 200,
+                                         "pattern": "^[^\\x00]*$"}, d) for n, d in [
         ("branch", "only bundles this branch has pointed at"),
         ("label", "only bundles this label has pointed at"),
         ("author", "text in the author's name or email"), ("grep", "text in the message")]]
