@@ -10,7 +10,8 @@ subtree, and only directories on the path to a change are written again.
 A changed file (`NewFile`) says which byte ranges may differ from the file it
 started from. FastCDC's cut points depend only on the bytes since the last cut,
 so cutting restarts at the start of the base chunk holding the first changed
-byte, and stops as soon as a new cut lands on an old one past the last change:
+byte (or the byte before it: a cut point also hashes the byte after it), and stops
+as soon as a new cut lands on an old one past the last change:
 the old chunk list's tail is reused as is. The result is the chunk list a fresh
 upload of the new content would produce, at the cost of the changed region.
 
@@ -181,7 +182,10 @@ class TreeCommit:
                          chunklist=base.chunklist)
         old = self.repo.trees.chunks(base) if base else []
         starts = [0, *itertools.accumulate(s for _, s in old)]
-        k = max(0, min(bisect.bisect_right(starts, first) - 1, len(old) - 1))
+        # FastCDC's cut at p also hashes byte p (the next chunk's first), so a change at
+        # a chunk's first byte can move the cut before it: restart at the chunk holding
+        # the byte before the first change.
+        k = max(0, min(bisect.bisect_right(starts, first - 1) - 1, len(old) - 1))
         chunks = old[:k]
         pos = starts[k] if old else 0
         boundaries = {s: i for i, s in enumerate(starts)}
