@@ -352,13 +352,20 @@ def publish(repo: Repository, bundle: Bundle, branch: str, author: Author,
 
 def commit(repo: Repository, repo_name: str, branch: str, parent: Bundle | None,
            root: NewDir | Keep, message: str, author: Author, label: str | None = None,
-           on_entry: OnEntry | None = None) -> CommitResult:
-    """prepare + publish: the new bundle on `branch`, whose parent is `parent`."""
+           on_entry: OnEntry | None = None, provenance: Provenance = NO_PROVENANCE,
+           allow_empty: bool = False, progress: Callable[[int], None] | None = None,
+           ) -> CommitResult:
+    """prepare + publish: the new bundle on `branch`, whose parent is `parent` (what
+    uploads and the Python API's new bundles do). When its tree equals the parent's (see
+    prepare) no bundle is made and `label` is set to the parent."""
     check_name(branch, "branch name")
     if label is not None:
         check_name(label, "label name")
-    bundle, stats = prepare(repo, repo_name, parent, root, message, author, on_entry)
+    bundle, stats = prepare(repo, repo_name, parent, root, message, author, on_entry, progress,
+                            provenance, allow_empty)
     if bundle is None:
+        if label and parent is not None:
+            repo.set_label(repo_name, label, parent.id, author)
         return CommitResult(None, parent, None, stats)
     head = publish(repo, bundle, branch, author, label)
     return CommitResult(bundle, parent, head, stats)
