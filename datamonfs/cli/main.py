@@ -14,8 +14,8 @@ import click
 
 from .. import __version__
 from ..errors import DatamonError
-from . import (bundle, cache, common, config, daemon, environment, files, node, pod, refs, repo,
-               run, serve, wait)
+from . import (bundle, cache, common, config, daemon, environment, files, history, lineage, node,
+               pod, refs, repo, run, serve, wait)
 
 EXIT_CODES = """\b
 Exit status:
@@ -65,7 +65,7 @@ def cli(quiet: bool) -> None:
 
 for command in (config.config, repo.repo, bundle.bundle, refs.label, refs.branch, cache.cache,
                 files.cat, *daemon.commands, run.run, wait.wait, pod.pod, node.node_labels,
-                serve.serve, serve.token):
+                lineage.lineage, history.log, serve.serve, serve.token):
     cli.add_command(command)
 
 

@@ -10,7 +10,8 @@ subtree, and only directories on the path to a change are written again.
 A changed file (`NewFile`) says which byte ranges may differ from the file it
 started from. FastCDC's cut points depend only on the bytes since the last cut,
 so cutting restarts at the start of the base chunk holding the first changed
-byte, and stops as soon as a new cut lands on an old one past the last change:
+byte (or the byte before it: a cut point also hashes the byte after it), and stops
+as soon as a new cut lands on an old one past the last change:
 the old chunk list's tail is reused as is. The result is the chunk list a fresh
 upload of the new content would produce, at the cost of the changed region.
 
@@ -181,7 +182,10 @@ class TreeCommit:
                          chunklist=base.chunklist)
         old = self.repo.trees.chunks(base) if base else []
         starts = [0, *itertools.accumulate(s for _, s in old)]
-        k = max(0, min(bisect.bisect_right(starts, first) - 1, len(old) - 1))
+        # FastCDC's cut at p also hashes byte p (the next chunk's first), so a change at
+        # a chunk's first byte can move the cut before it: restart at the chunk holding
+        # the byte before the first change.
+        k = max(0, min(bisect.bisect_right(starts, first - 1) - 1, len(old) - 1))
         chunks = old[:k]
         pos = starts[k] if old else 0
         boundaries = {s: i for i, s in enumerate(starts)}
@@ -348,13 +352,20 @@ def publish(repo: Repository, bundle: Bundle, branch: str, author: Author,
 
 def commit(repo: Repository, repo_name: str, branch: str, parent: Bundle | None,
            root: NewDir | Keep, message: str, author: Author, label: str | None = None,
-           on_entry: OnEntry | None = None) -> CommitResult:
-    """prepare + publish: the new bundle on `branch`, whose parent is `parent`."""
+           on_entry: OnEntry | None = None, provenance: Provenance = NO_PROVENANCE,
+           allow_empty: bool = False, progress: Callable[[int], None] | None = None,
+           ) -> CommitResult:
+    """prepare + publish: the new bundle on `branch`, whose parent is `parent` (what
+    uploads and the Python API's new bundles do). When its tree equals the parent's (see
+    prepare) no bundle is made and `label` is set to the parent."""
     check_name(branch, "branch name")
     if label is not None:
         check_name(label, "label name")
-    bundle, stats = prepare(repo, repo_name, parent, root, message, author, on_entry)
+    bundle, stats = prepare(repo, repo_name, parent, root, message, author, on_entry, progress,
+                            provenance, allow_empty)
     if bundle is None:
+        if label and parent is not None:
+            repo.set_label(repo_name, label, parent.id, author)
         return CommitResult(None, parent, None, stats)
     head = publish(repo, bundle, branch, author, label)
     return CommitResult(bundle, parent, head, stats)

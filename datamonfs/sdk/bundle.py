@@ -14,7 +14,7 @@ import bisect
 import datetime
 from typing import TYPE_CHECKING, Iterator
 
-from ..cache import FileReader
+from ..cache import CachedChunkReader, FileReader
 from ..core import export
 from ..core.diff import Change, diff_bundles
 from ..core.globs import fixed_prefix, matcher
@@ -105,7 +105,7 @@ class Bundle:
 
     def parent(self) -> "Bundle | None":
         """The first parent (the branch head this one followed), or None."""
-        return self._store.bundle(f"{self.repo}:{self.parents[0]}") if self.parents else None
+        return self._store.bundle_by_id(self.repo, self.parents[0]) if self.parents else None
 
     def to_json(self) -> dict:
         """As `datamonfs bundle get --json` prints it."""
@@ -250,13 +250,25 @@ class Bundle:
         return self.read_bytes(path).decode(encoding, errors)
 
     def download(self, dest: str, pattern: str | None = None, resume: bool = False,
-                 delete: bool = False, progress=None) -> export.DownloadStats:
+                 delete: bool = False, progress=None, cache: bool = True
+                 ) -> export.DownloadStats:
         """Write the bundle's files (those matching the glob `pattern`) under the local
         directory `dest`, every chunk verified; see core/export.py (resumable, never
-        writing outside `dest`)."""
-        return export.download(self._store.repository, self.record, dest,
-                               reader=self._store.reader, name_filter=pattern,
-                               resume=resume or delete, delete=delete, progress=progress)
+        writing outside `dest`). `delete` removes what `dest` holds that the bundle does
+        not; `cache=False` reads chunks straight from the store, leaving the block cache
+        as it is (a one-off download bigger than the cache)."""
+        repository = self._store.repository
+        if cache:
+            return export.download(repository, self.record, dest, reader=self._store.reader,
+                                   name_filter=pattern, resume=resume or delete,
+                                   delete=delete, progress=progress)
+        reader = CachedChunkReader(None, repository.chunks)
+        try:
+            return export.download(repository, self.record, dest, reader=reader,
+                                   name_filter=pattern, resume=resume or delete,
+                                   delete=delete, progress=progress)
+        finally:
+            reader.close()
 
     # -- relations -----------------------------------------------------------
 

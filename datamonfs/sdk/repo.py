@@ -7,15 +7,15 @@ import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from ..core import queries
-from ..core.model import RefRecord, RepoInfo
+from ..core import ingest, queries
+from ..core.model import Provenance, RefRecord, RepoInfo
 from ..core.names import DEFAULT_BRANCH, check_name
 from ..core.repository import BRANCH, LABEL
 from ..errors import AlreadyExists, DatamonError
 from .bundle import Bundle
 from .files import FileInfo, _when
 from .paths import split_path
-from .writing import NewBundle, ProcessLike
+from .writing import NewBundle, ProcessLike, make_process
 
 if TYPE_CHECKING:
     from .store import Store
@@ -110,7 +110,7 @@ class Repo:
     def head(self, branch: str = DEFAULT_BRANCH) -> Bundle | None:
         """The head of a branch, or None when the branch has no bundle yet."""
         record = self._store.repository.ref_head(self.name, BRANCH, check_name(branch, "branch name"))
-        return self._store.bundle(f"{self.name}:{record.bundle}") if record else None
+        return self._store.bundle_by_id(self.name, record.bundle) if record else None
 
     def bundles(self, branch: str | None = None, label: str | None = None,
                 author: str | None = None, since=None, until=None, grep: str | None = None,
@@ -202,12 +202,24 @@ class Repo:
     def upload(self, directory: str, message: str, branch: str = DEFAULT_BRANCH,
                label: str | None = None, inputs: Iterable["Bundle | str"] = (),
                process: ProcessLike = None, allow_empty: bool = False,
-               progress: Callable[[int], None] | None = None) -> NewBundle:
+               progress: Callable[[int], None] | None = None) -> "Upload":
         """A local directory as a new bundle on `branch` (`datamonfs bundle upload`): its
-        tree is the directory's, its parent the branch head. When the directory equals the
-        head no bundle is made unless `allow_empty` (the label is set to the head). Returns
-        the finished NewBundle: `.bundle`, `.created`, `.stats`."""
-        with self.new_bundle(branch, message, label, inputs, process, empty=True,
-                             allow_empty=allow_empty, progress=progress) as nb:
-            nb.put_dir(directory, "")
-        return nb
+        tree is the directory's, its parent the branch head, one directory in memory at a
+        time. When the directory equals the head no bundle is made unless `allow_empty`
+        (the label is set to the head)."""
+        store = self._store
+        made_from = Provenance(store.inputs(inputs), make_process(process))
+        record, stats = ingest.upload(store.repository, self.name, directory, message,
+                                      store.author, branch, label, progress, allow_empty,
+                                      made_from)
+        return Upload(Bundle(store, record), stats.new_bundle, stats)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What `Repo.upload` did: the bundle (the head, when nothing was new), whether it was
+    made, and counts (files, bytes, chunks, chunks_uploaded, bytes_uploaded)."""
+
+    bundle: Bundle
+    created: bool
+    stats: ingest.IngestStats

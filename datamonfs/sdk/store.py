@@ -19,7 +19,9 @@ from typing import Iterable
 from ..cache import CachedChunkReader, cached_repository
 from ..core import config as config_mod
 from ..core.lineage import walk
+from ..core.encoding import is_address
 from ..core.model import Input
+from ..core.names import check_name
 from ..core.repository import Author, Repository
 from ..core.stores import StoreSpec
 from ..errors import DatamonError, InvalidName
@@ -69,6 +71,12 @@ class Store:
         return Bundle(self, self.repository.resolve(ref))
 
     resolve = bundle
+
+    def bundle_by_id(self, repo: str, bundle_id: str) -> Bundle:
+        """The bundle with this full id (64 hex digits) in `repo`: one read, no ref lookup."""
+        if not is_address(bundle_id):
+            raise InvalidName(f"{bundle_id!r:.100} is not a bundle id (64 hex digits)")
+        return Bundle(self, self.repository.get_bundle(check_name(repo, "repo name"), bundle_id))
 
     def lineage(self, bundle: "Bundle | str", up: bool = True, down: bool = True,
                 depth: int | None = None) -> Lineage:
@@ -136,7 +144,8 @@ def open(store: "str | StoreSpec | None" = None, *, config: "config_mod.Config |
 
 
 def when_ns(value: "datetime.datetime | str | int | None", what: str) -> int | None:
-    """A time given to a query: a datetime (naive: local time), ISO 8601 text or ns."""
+    """A time given to a query: a datetime (naive: local time, as Python has it), ISO 8601
+    text (without a zone: UTC) or ns since the epoch."""
     if value is None or isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -145,6 +154,8 @@ def when_ns(value: "datetime.datetime | str | int | None", what: str) -> int | N
         except ValueError:
             raise DatamonError(f"{what} {value!r:.100} is not an ISO 8601 time "
                                "(2024-05-01 or 2024-05-01T12:00:00+00:00)") from None
+        if value.tzinfo is None:  # text without a zone is UTC, as datamonfs prints times
+            value = value.replace(tzinfo=datetime.timezone.utc)
     if not isinstance(value, datetime.datetime):
         raise DatamonError(f"{what} must be a datetime, ISO 8601 text or nanoseconds")
     return int(value.timestamp() * 1e9)

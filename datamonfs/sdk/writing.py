@@ -40,13 +40,12 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 
 from ..core import rules
 from ..core.chunks import cut
-from ..core.commit import Keep, NewDir, prepare, publish
-from ..core.ingest import ChunkUploader, DirectoryUpload, UploadStats
+from ..core.commit import Keep, NewDir, commit
+from ..core.ingest import ChunkUploader, DirectoryUpload, UploadStats, check_folder, check_target
+from ..core.repository import BRANCH
 from ..core.model import DIR, LINK, PROCESS_TEXTS, Entry, Input, Process, Provenance
-from ..core.repository import BRANCH, LABEL
 from ..core.trees import file_entry
-from ..errors import (DatamonError, InvalidPath, IsADirectory, NotADirectory, NotFound,
-                      PathNotFound)
+from ..errors import DatamonError, InvalidPath, IsADirectory, NotADirectory, PathNotFound
 from .paths import split_path
 
 if TYPE_CHECKING:
@@ -112,10 +111,7 @@ class NewBundle:
                  label: str | None, inputs: tuple[Input, ...], process: ProcessLike,
                  empty: bool, allow_empty: bool, progress: Callable[[int], None] | None):
         repository = store.repository
-        repository.get_repo(repo)
-        repository.check_ref_name(repo, BRANCH, branch)
-        if label is not None:
-            repository.check_ref_name(repo, LABEL, label)
+        check_target(repository, repo, branch, label)
         if not isinstance(message, str):
             raise DatamonError("message must be text")
         self.author = store.author  # no author: ConfigError now, before anything is written
@@ -200,14 +196,10 @@ class NewBundle:
         directory in memory at a time; onto an existing directory, each of its entries is
         staged."""
         names = split_path(prefix)
-        if not os.path.isdir(local_dir):
-            if os.path.exists(local_dir):
-                raise DatamonError(f"{local_dir} is not a directory; upload the folder that "
-                                   "holds it")
-            raise NotFound(f"no directory {local_dir!r} to upload")
+        source = check_folder(local_dir)
         with self._lock:
             self._check_open()
-            job = DirectoryUpload(self._repository, os.path.abspath(local_dir), self.progress)
+            job = DirectoryUpload(self._repository, source, self.progress)
             top = job.run()
             for name in ("files", "bytes", "chunks", "chunks_uploaded", "bytes_uploaded"):
                 setattr(self.stats, name, getattr(self.stats, name) + getattr(job.stats, name))
@@ -342,23 +334,12 @@ class NewBundle:
             self._state = "being committed"
             try:
                 self._uploader.finish()
-                record, stats = prepare(self._repository, self.repo, self.parent,
-                                        self._root.describe(), self.message, self.author,
-                                        provenance=self.provenance,
-                                        allow_empty=self.allow_empty or self.parent is None)
-                self.stats.chunks_uploaded += stats.chunks_uploaded
-                self.stats.bytes_uploaded += stats.bytes_uploaded
-                if record is None:
-                    record = self.parent
-                    if self.label:
-                        self._repository.set_label(self.repo, self.label, record.id,
-                                                   self.author)
-                else:
-                    head = publish(self._repository, record, self.branch, self.author,
-                                   self.label)
-                    self.created = True
-                    self.forked = head is not None and head != (
-                        self.parent.id if self.parent else None)
+                result = commit(self._repository, self.repo, self.branch, self.parent,
+                                self._root.describe(), self.message, self.author, self.label,
+                                provenance=self.provenance,
+                                allow_empty=self.allow_empty or self.parent is None)
+                self.created, self.forked = result.bundle is not None, result.forked
+                record = result.bundle or self.parent
             except BaseException:
                 self._state = "aborted"
                 self._uploader.abort()
