@@ -11,8 +11,7 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .common import load_config
-from .wait import parse_duration
+from .common import load_config, parse_duration
 
 
 @click.command("serve", short_help="Serve repos over HTTP: a JSON API and a web UI.")
