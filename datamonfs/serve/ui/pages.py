@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from ...cli.common import human_size
 from .. import params
 from ..access import grant_of, require
 from ..auth import READ
@@ -26,14 +27,6 @@ _env = jinja2.Environment(
     autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def _time(value) -> str:
     """A datetime (the Python API's) or nanoseconds, as ISO 8601 in UTC to the second."""
     if isinstance(value, int):
@@ -41,7 +34,7 @@ def _time(value) -> str:
     return value.isoformat(timespec="seconds")
 
 
-_env.filters["size"] = _size
+_env.filters["size"] = human_size  # as the CLI prints sizes
 _env.filters["time"] = _time
 _env.filters["short"] = lambda text: (text or "")[:12]
 
