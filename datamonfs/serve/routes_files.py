@@ -64,13 +64,13 @@ async def file_bytes(request: Request) -> Response:
         return Response(status_code=416, headers={"Content-Range": f"bytes */{size}",
                                                   "ETag": etag})
     if plan.status == 200:
-        return _stream(reader, [(0, size)], 200, {**headers, "Content-Length": str(size)},
-                       head)
+        return await _answer(reader, (0, size), 200, {**headers, "Content-Length": str(size)},
+                             head)
     if len(plan.ranges) == 1:
         start, end = plan.ranges[0]
         headers["Content-Range"] = ranges.content_range(start, end, size)
         headers["Content-Length"] = str(end - start)
-        return _stream(reader, [(start, end)], 206, headers, head)
+        return await _answer(reader, (start, end), 206, headers, head)
     return _multipart(reader, plan.ranges, size, headers, head)
 
 
@@ -83,6 +83,20 @@ def _attachment(filename: str) -> str:
 
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+
+
+async def _answer(reader: FileReader, span: tuple[int, int], status: int, headers: dict,
+                  head: bool) -> Response:
+    """One span: at most a PIECE is read at once and sent as a plain answer (a streamed
+    one costs a task per response, a third of the time of a 4 KiB range); more streams."""
+    start, end = span
+    if head or end - start > PIECE:
+        return _stream(reader, [span], status, headers, head)
+    try:
+        data = await run(reader.read, start, end - start)
+    finally:
+        reader.close()
+    return Response(data, status, headers=headers)
 
 
 def _stream(reader: FileReader, spans: list[tuple[int, int]], status: int, headers: dict,
