@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import time
+import zlib
 
 import jwt
 import pytest
@@ -53,6 +55,17 @@ def browser(tmp_path):
         driver.quit()
 
 
+def _png(width: int, height: int) -> bytes:
+    """A red PNG image, made by hand (no imaging library needed)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+    rows = b"".join(b"\x00" + b"\xd0\x30\x30" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                                0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def _shot(driver, name: str) -> None:
     driver.save_screenshot(str(driver.shots / f"{name}.png"))
 
@@ -64,6 +77,7 @@ def tiles(cli, tmp_path):
     write(data, "index.csv", ("id,name,score\n" + rows).encode())
     write(data, "notes/readme.txt", b"satellite tiles, first cut\n")
     write(data, "blob.bin", os.urandom(600_000))
+    write(data, "tile.png", _png(40, 30))
     cli("repo", "create", "imagery", "-d", "satellite tiles")
     v1 = cli("bundle", "upload", "imagery", str(data), "-m", "first cut", "--label", "v1"
              ).last_line
@@ -98,8 +112,16 @@ def test_browse_preview_download_and_diff(serve, tiles, browser, tmp_path):
     _shot(b, "2-bundles")
     rows[1].find_element(By.CSS_SELECTOR, "a.bundle").click()
     names = [e.text for e in b.find_elements(By.CSS_SELECTOR, "#entries tbody td:first-child")]
-    assert names == ["blob.bin", "index.csv", "notes/"]
+    assert names == ["blob.bin", "index.csv", "notes/", "tile.png"]
     _shot(b, "3-tree")
+    b.find_element(By.LINK_TEXT, "tile.png").click()
+    image = WebDriverWait(b, 30).until(lambda d: d.find_element(By.ID, "preview-image"))
+    WebDriverWait(b, 30).until(lambda d: d.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth", image))
+    assert b.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]",
+                            image) == [40, 30]
+    _shot(b, "3b-image-preview")
+    b.back()
     b.find_element(By.LINK_TEXT, "index.csv").click()
     table = b.find_element(By.ID, "preview-table")
     head = [th.text for th in table.find_elements(By.CSS_SELECTOR, "thead th")]

@@ -10,4 +10,6 @@
     writable    writable mounts without a daemon (writable_harness.py, a child process)
     planting    hostile store content
     fs_api      file system operations driven in-process, without a kernel
+    serve       `datamonfs serve` on a free loopback port, ended by pid; a token secret
+    tokens      RSA and EC keys, JWKS, and tokens signed every way a hostile client might
 """
