@@ -143,9 +143,11 @@ def open(store: "str | StoreSpec | None" = None, *, config: "config_mod.Config |
     return Store(cfg, spec, author, create)
 
 
-def when_ns(value: "datetime.datetime | str | int | None", what: str) -> int | None:
+def when_ns(value: "datetime.datetime | str | int | None", what: str,
+            end: bool = False) -> int | None:
     """A time given to a query: a datetime (naive: local time, as Python has it), ISO 8601
-    text (without a zone: UTC) or ns since the epoch."""
+    text (without a zone: UTC) or ns since the epoch. Datetimes hold microseconds: with
+    `end` (an `until`), the whole microsecond is included."""
     if value is None or isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -158,4 +160,9 @@ def when_ns(value: "datetime.datetime | str | int | None", what: str) -> int | N
             value = value.replace(tzinfo=datetime.timezone.utc)
     if not isinstance(value, datetime.datetime):
         raise DatamonError(f"{what} must be a datetime, ISO 8601 text or nanoseconds")
-    return int(value.timestamp() * 1e9)
+    since_epoch = value.astimezone(datetime.timezone.utc) - _EPOCH
+    micros = since_epoch // datetime.timedelta(microseconds=1)  # exact: no float
+    return micros * 1000 + (999 if end else 0)
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)

@@ -45,7 +45,7 @@ from ..core.ingest import ChunkUploader, DirectoryUpload, UploadStats, check_fol
 from ..core.repository import BRANCH
 from ..core.model import DIR, LINK, PROCESS_TEXTS, Entry, Input, Process, Provenance
 from ..core.trees import file_entry
-from ..errors import DatamonError, InvalidPath, IsADirectory, NotADirectory, PathNotFound
+from ..errors import DatamonError, IntegrityError, InvalidPath, IsADirectory, NotADirectory, PathNotFound
 from .paths import split_path
 
 if TYPE_CHECKING:
@@ -299,6 +299,8 @@ class NewBundle:
                 self._place(self._file_names(path), Keep(entry))
                 self.stats.files += 1
                 return
+            if entry is not None and len(names) < len(split_path(rel)):
+                self._check_links_at(entry, names)
             found = self._lookup(names)
             if found is None:
                 mode, mtime = (0o755, time.time_ns()) if entry is None else (entry.mode,
@@ -309,6 +311,17 @@ class NewBundle:
             else:
                 raise NotADirectory(f"{'/'.join(names)} is a file in the new bundle; remove "
                                     "it first to put a directory there")
+
+    def _check_links_at(self, entry: Entry, names: tuple[str, ...]) -> None:
+        """A directory placed closer to the root keeps its links only if they still stay
+        inside the bundle there (core.rules, as for a rename in a writable mount)."""
+        prefix = "/".join(names)
+        try:
+            for _ in self._repository.trees.walk(entry.tree, (entry.files, entry.size),
+                                                 prefix + "/" if prefix else ""):
+                pass
+        except IntegrityError as e:
+            raise InvalidPath(f"cannot copy a directory to {prefix or '/'}: {e}") from None
 
     def is_dir(self, path: str) -> bool:
         """Whether the new bundle, as staged so far, has a directory at `path`."""
