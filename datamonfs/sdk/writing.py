@@ -43,7 +43,7 @@ from ..core.chunks import cut
 from ..core.commit import Keep, NewDir, commit
 from ..core.ingest import ChunkUploader, DirectoryUpload, UploadStats, check_folder, check_target
 from ..core.repository import BRANCH
-from ..core.model import DIR, LINK, PROCESS_TEXTS, Entry, Input, Process, Provenance
+from ..core.model import DIR, FILE, LINK, PROCESS_TEXTS, Entry, Input, Process, Provenance
 from ..core.trees import file_entry
 from ..errors import DatamonError, IntegrityError, InvalidPath, IsADirectory, NotADirectory, PathNotFound
 from .paths import split_path
@@ -153,7 +153,8 @@ class NewBundle:
     def write_bytes(self, path: str, data: bytes, mode: int = 0o644,
                     mtime_ns: int | None = None) -> None:
         """A file holding `data` at `path` (replacing what is there; directories on the
-        way are made)."""
+        way are made). Its time is now (`mtime_ns`: that time), unless the same bytes with
+        the same mode are there already: then that file is kept as it is."""
         self.put_stream(path, io.BytesIO(data), mode, mtime_ns)
 
     def write_text(self, path: str, text: str, encoding: str = "utf-8", **kw) -> None:
@@ -175,6 +176,8 @@ class NewBundle:
                     self.progress(len(data))
             entry = file_entry(self._repository.objects, names[-1], mode,
                                time.time_ns() if mtime_ns is None else mtime_ns, chunks)
+            if mtime_ns is None:
+                entry = self._unchanged(names, entry) or entry
             self._place(names, Keep(entry))
             self.stats.files += 1
 
@@ -411,6 +414,16 @@ class NewBundle:
                 return None
             tree = entry.tree
         return node
+
+    def _unchanged(self, names: tuple[str, ...], entry: Entry) -> Entry | None:
+        """The entry already at `names` when it holds the same bytes with the same mode:
+        writing a file again unchanged keeps its time, so the tree stays the same (and a
+        new bundle that changes nothing is not made)."""
+        old = self._lookup(names)
+        if isinstance(old, Entry) and old.kind == FILE and old.mode == entry.mode and (
+                old.chunks, old.chunklist) == (entry.chunks, entry.chunklist):
+            return old
+        return None
 
     def _descend(self, names: tuple[str, ...]) -> _Dir:
         """The directory at a path, made (or opened from the base) on the way."""

@@ -205,6 +205,9 @@ def test_a_block_that_raises_records_nothing(repo, tmp_path, monkeypatch):
     with repo.new_bundle(message="nothing") as nb:  # no change: no bundle
         pass
     assert not nb.created and nb.bundle == base
+    with repo.new_bundle(message="the same again") as nb:  # same bytes: the entry is kept
+        nb.write_bytes("a", b"1")
+    assert not nb.created and nb.bundle == base
 
 
 def test_links_never_leave_the_bundle(repo):
