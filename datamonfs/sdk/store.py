@@ -90,15 +90,19 @@ class Store:
                      up=up, down=down, depth=depth)
         return Lineage(graph, {k: Bundle(self, b) for k, b in graph.bundles.items()})
 
-    def inputs(self, bundles: Iterable["Bundle | str"]) -> tuple[Input, ...]:
-        """Bundles or refs as the `inputs` a new bundle records (each must exist)."""
+    def inputs(self, bundles: Iterable["Bundle | Input | str"]) -> tuple[Input, ...]:
+        """Bundles, Inputs or refs as the `inputs` a new bundle records (each must be a
+        bundle of this store), without repeats."""
         out: list[Input] = []
         for b in bundles:
             if isinstance(b, str):
                 b = self.bundle(b)
+            elif isinstance(b, Input):
+                b = self.bundle_by_id(b.repo, b.bundle)
             elif not isinstance(b, Bundle):
                 raise InvalidName(f"an input must be a Bundle or a REPO:REF, not {b!r:.100}")
-            self.repository.get_bundle(b.repo, b.id)  # of this store
+            else:
+                self.repository.get_bundle(b.repo, b.id)  # of this store
             if Input(b.repo, b.id) not in out:
                 out.append(Input(b.repo, b.id))
         return tuple(out)
