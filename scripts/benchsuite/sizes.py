@@ -25,16 +25,19 @@ class Size:
     bundle_files: int = 100_000     # generated bundle: mount + first ls, daemon RSS
     scale_small: int = 10_000       # upload/download peak RSS
     scale_large: int = 512 * MiB
+    parquet_file: int = 1024 * MiB  # read with pandas: datamon://, local disk, a mount
+    sdk_files: int = 10_000         # small files written by new_bundle vs bundle upload
 
 
 DEFAULT = Size("default")
 LARGE = replace(DEFAULT, name="large", dataset=4096 * MiB, dataset_small=25_000,
                 read_file=5120 * MiB, parallel_file=320 * MiB, tree_files=100_000,
                 write_file=2560 * MiB, untar_files=50_000, commit_dataset=2560 * MiB,
-                bundle_files=1_000_000, scale_small=100_000, scale_large=5120 * MiB)
+                bundle_files=1_000_000, scale_small=100_000, scale_large=5120 * MiB,
+                parquet_file=10240 * MiB, sdk_files=100_000)
 SMOKE = replace(DEFAULT, name="smoke", dataset=24 * MiB, dataset_small=200, gcs_small=20,
                 gcs_large=4 * MiB, read_file=16 * MiB, parallel_file=1 * MiB,
                 random_reads=20, tree_files=300, write_file=8 * MiB, untar_files=200,
                 commit_dataset=8 * MiB, bundle_files=2_000, scale_small=200,
-                scale_large=8 * MiB)
+                scale_large=8 * MiB, parquet_file=16 * MiB, sdk_files=300)
 SIZES = {s.name: s for s in (SMOKE, DEFAULT, LARGE)}
