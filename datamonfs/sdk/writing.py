@@ -206,15 +206,7 @@ class NewBundle:
             top = job.run()
             for name in ("files", "bytes", "chunks", "chunks_uploaded", "bytes_uploaded"):
                 setattr(self.stats, name, getattr(self.stats, name) + getattr(job.stats, name))
-            found = self._lookup(names)
-            if found is None or (not names and self._root.base is None
-                                 and not self._root.children):
-                self._place_dir(names, _Dir(top.tree, top.mode, top.mtime))
-            elif _is_dir(found):
-                self._merge(names, top.tree)
-            else:
-                raise NotADirectory(f"{'/'.join(names)} is a file in the new bundle; remove "
-                                    "it first to put a directory there")
+            self._put_tree(names, top.tree, top.mode, top.mtime)
 
     def put_tar(self, stream: BinaryIO, prefix: str = "") -> int:
         """The members of a tar stream (read once, in order; any compression tarfile
@@ -304,16 +296,8 @@ class NewBundle:
                 return
             if entry is not None and len(names) < len(split_path(rel)):
                 self._check_links_at(entry, names)
-            found = self._lookup(names)
-            if found is None:
-                mode, mtime = (0o755, time.time_ns()) if entry is None else (entry.mode,
-                                                                              entry.mtime)
-                self._place_dir(names, _Dir(tree, mode, mtime))
-            elif _is_dir(found):
-                self._merge(names, tree)
-            else:
-                raise NotADirectory(f"{'/'.join(names)} is a file in the new bundle; remove "
-                                    "it first to put a directory there")
+            mode, mtime = (0o755, time.time_ns()) if entry is None else (entry.mode, entry.mtime)
+            self._put_tree(names, tree, mode, mtime)
 
     def _check_links_at(self, entry: Entry, names: tuple[str, ...]) -> None:
         """A directory placed closer to the root keeps its links only if they still stay
@@ -465,21 +449,22 @@ class NewBundle:
             return
         self._descend(names[:-1]).children[names[-1]] = node
 
-    def _merge(self, names: tuple[str, ...], tree: str) -> None:
-        """The entries of a stored tree written over the directory at `names`."""
-        for entry in self._repository.trees.entries(tree):
-            path = (*names, entry.name)
-            if entry.kind == DIR:
-                found = self._lookup(path)
-                if found is None:
-                    self._place_dir(path, _Dir(entry.tree, entry.mode, entry.mtime))
-                elif _is_dir(found):
-                    self._merge(path, entry.tree)
+    def _put_tree(self, names: tuple[str, ...], tree: str, mode: int, mtime: int) -> None:
+        """A stored directory tree at `names`: placed whole where nothing is (or over the
+        root of a bundle started empty), else its entries written over the directory
+        there, one by one."""
+        found = self._lookup(names)
+        if found is None or (not names and self._root.base is None and not self._root.children):
+            self._place_dir(names, _Dir(tree, mode, mtime))
+        elif not _is_dir(found):
+            raise NotADirectory(f"{'/'.join(names)} is a file in the new bundle; remove it "
+                                "first to put a directory there")
+        else:
+            for entry in self._repository.trees.entries(tree):
+                if entry.kind == DIR:
+                    self._put_tree((*names, entry.name), entry.tree, entry.mode, entry.mtime)
                 else:
-                    raise NotADirectory(f"{'/'.join(path)} is a file in the new bundle and a "
-                                        "directory in the folder; remove it first")
-            else:
-                self._place(path, Keep(entry))
+                    self._place((*names, entry.name), Keep(entry))
 
 
 def _is_dir(found: "_Dir | Keep | Entry") -> bool:
