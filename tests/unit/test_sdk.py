@@ -400,3 +400,23 @@ def test_written_files_read_back_byte_for_byte(tmp_path_factory, files, reads):
                 f.seek(start)
                 assert f.read(n) == data[start:start + n]
     s.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.characters(codec="utf-8"), max_size=40)
+       | st.lists(st.sampled_from(["a", "..", ".", "", "/", "b c", "é", "\0", "x" * 256]),
+                  max_size=6).map("/".join))
+def test_a_path_either_stays_in_the_bundle_or_is_refused(text):
+    """Hostile paths (and URLs after datamon://REPO/): refused with InvalidPath, or names
+    that a bundle can hold, none of them '..', joined back without a leading '/'."""
+    from datamonfs.sdk.filesystem import _Location
+
+    try:
+        names = split_path(text)
+    except datamonfs.InvalidPath:
+        with pytest.raises(datamonfs.InvalidPath):
+            _Location("r/" + text)
+        return
+    assert all(n not in ("", ".", "..") and "/" not in n and "\0" not in n for n in names)
+    assert split_path("/".join(names)) == names and not text.startswith("/")
+    assert _Location("r@v1/" + text).names == names
