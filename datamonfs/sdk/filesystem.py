@@ -217,7 +217,8 @@ class DatamonFileSystem(AbstractFileSystem):
         return self.info(path)["address"]
 
     def modified(self, path: str) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self.info(path)["mtime"], datetime.timezone.utc)
+        loc = _Location(self._strip_protocol(path))
+        return self._bundle(loc).stat(loc.inner).mtime
 
     def _open(self, path: str, mode: str = "rb", block_size=None, autocommit: bool = True,
               cache_options=None, **kwargs):
