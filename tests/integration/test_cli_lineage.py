@@ -1,12 +1,14 @@
-"""The CLI's queries and lineage, on both stores: bundle list --author/--since/--until/
+"""The CLI's queries and lineage: bundle list --author/--since/--until/
 --grep/--label, upload and commit --input, datamonfs lineage (text, JSON, dot) and
-datamonfs log."""
+datamonfs log; lineage on both stores."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import os
+
+import pytest
 
 from support.cli import one_line_error, with_env
 
@@ -23,6 +25,11 @@ def folder(tmp_path, name: str, files: dict[str, bytes]):
     return root
 
 
+LOCAL_ONLY = pytest.mark.parametrize("store_url", ["local"], indirect=True)  # the filters and
+# the path history are store-independent and run on both stores in tests/unit/test_sdk.py
+
+
+@LOCAL_ONLY
 def test_bundle_list_filters(cli, tmp_path):
     cli("repo", "create", "r")
     first = upload(cli, "r", folder(tmp_path, "one", {"a": b"1"}), "--label", "v1")
@@ -79,6 +86,7 @@ def test_upload_input_and_lineage(cli, tmp_path):
     one_line_error(cli("lineage", "raw:zz", expect=1), "no label, branch or bundle 'zz'")
 
 
+@LOCAL_ONLY
 def test_log_of_a_path(cli, tmp_path):
     cli("repo", "create", "r")
     made = []
