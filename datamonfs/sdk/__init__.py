@@ -8,7 +8,8 @@
         nb.write_bytes("clean.csv", data)
 
 Modules: store.py (open, Store), repo.py (Repo, Ref, PathChange), bundle.py (Bundle),
-files.py (FileInfo, BundleFile), writing.py (NewBundle), lineage.py (Lineage), paths.py
+files.py (FileInfo, BundleFile), writing.py (NewBundle; staging.py, its tree of changes),
+lineage.py (Lineage), paths.py
 (the one check of paths inside a bundle), filesystem.py (fsspec's `datamon://`).
 The CLI is a layer over this API; so is `datamonfs serve`.
 """

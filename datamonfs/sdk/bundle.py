@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 from ..cache import CachedChunkReader, FileReader
 from ..core import export
 from ..core.diff import Change, diff_bundles
-from ..core.globs import fixed_prefix, matcher
+from ..core.globs import matcher, pruner
 from ..core.model import DIR, LINK, Bundle as Record, Entry, Input, Process
 from ..core.trees import check_placement
 from ..errors import IsADirectory, NotADirectory, PathNotFound
@@ -202,7 +202,7 @@ class Bundle:
         if entry is not None and entry.kind != DIR:
             raise NotADirectory(f"{rel} is not a directory in bundle {self.id[:12]} of "
                                 f"{self.repo!r}")
-        wanted, descend = matcher(pattern), _descend(fixed_prefix(pattern))
+        wanted, descend = matcher(pattern), pruner(pattern)
         trees = self._store.repository.trees
         if entry is None:
             entries = trees.walk(self.record.tree, (self.record.files, self.record.bytes),
@@ -287,11 +287,3 @@ class Bundle:
         """Point label `name` of this bundle's repo at it (recording who did)."""
         self._store.repo(self.repo).set_label(name, self.id)
         return self
-
-
-def _descend(fixed: str):
-    """A walk prunes directories that cannot hold a match of the pattern's fixed prefix."""
-    if not fixed:
-        return None
-    return lambda d: fixed.startswith(d) or d.startswith(fixed)
-

@@ -18,8 +18,13 @@ from ..core.model import DIR, FILE, LINK, Entry
 KINDS = (FILE, DIR, LINK)
 
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
 def _when(ns: int) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc)
+    """A record's time (ns) as a UTC datetime, truncated to the microsecond (never later
+    than the record, so `since=bundle.time` includes the bundle)."""
+    return _EPOCH + datetime.timedelta(microseconds=ns // 1000)
 
 
 @dataclass(frozen=True)

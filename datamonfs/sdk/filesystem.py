@@ -20,8 +20,8 @@ Reads resolve REF at each call (a file opened stays on the bundle it opened: rea
 file never mix two bundles) and read through the block cache, fetching just the chunks a
 range needs: pyarrow reading one column of a Parquet file fetches that column's chunks and
 the footer's, not the file. Writes need a transaction (`with fs.transaction:`; outside
-one, a write fails saying so): every file written, removed or copied under REPO@BRANCH
-during it is staged in one NewBundle per branch, and each becomes one bundle on its branch
+one, a write fails saying so): every file written (staged when closed), removed or copied
+under REPO@BRANCH during it is staged in one NewBundle per branch, and each becomes one bundle on its branch
 when the transaction ends normally (nothing is recorded when it raises). A branch that does
 not exist yet starts empty. `fs.committed` lists the bundles the last transaction made.
 """
@@ -217,7 +217,8 @@ class DatamonFileSystem(AbstractFileSystem):
         return self.info(path)["address"]
 
     def modified(self, path: str) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self.info(path)["mtime"], datetime.timezone.utc)
+        loc = _Location(self._strip_protocol(path))
+        return self._bundle(loc).stat(loc.inner).mtime
 
     def _open(self, path: str, mode: str = "rb", block_size=None, autocommit: bool = True,
               cache_options=None, **kwargs):
@@ -346,7 +347,8 @@ class DatamonFile(AbstractBufferedFile):
 
 class DatamonWriteFile(AbstractBufferedFile):
     """A file written in a transaction: its bytes go to a StagedFile of the transaction's
-    NewBundle for its branch; `commit` (at the transaction's end) stages it."""
+    NewBundle for its branch, staged there when the file is closed (so later calls of the
+    transaction see it); the transaction's end commits or drops the whole NewBundle."""
 
     def __init__(self, fs: DatamonFileSystem, path: str, mode: str = "wb", block_size=None,
                  autocommit: bool = False):
@@ -358,12 +360,13 @@ class DatamonWriteFile(AbstractBufferedFile):
 
     def _upload_chunk(self, final: bool = False) -> bool:
         self._staged.write(self.buffer.getvalue())
+        if final:
+            self._staged.close()
         return True
 
     def commit(self) -> None:
         if not self.closed:
             self.close()
-        self._staged.close()
 
     def discard(self) -> None:
         self._staged.discard()

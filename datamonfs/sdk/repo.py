@@ -121,8 +121,8 @@ class Repo:
         or ns). Pages: `offset` bundles skipped, then at most `limit`."""
         from .store import when_ns
 
-        where = queries.BundleFilter(author, when_ns(since, "since"), when_ns(until, "until"),
-                                     grep)
+        where = queries.BundleFilter(author, when_ns(since, "since"),
+                                     when_ns(until, "until", end=True), grep)
         found = queries.find_bundles(self._store.repository, self.name, branch, label, where)
         if offset < 0 or (limit is not None and limit < 0):
             raise DatamonError("offset and limit must be 0 or more")

@@ -90,15 +90,19 @@ class Store:
                      up=up, down=down, depth=depth)
         return Lineage(graph, {k: Bundle(self, b) for k, b in graph.bundles.items()})
 
-    def inputs(self, bundles: Iterable["Bundle | str"]) -> tuple[Input, ...]:
-        """Bundles or refs as the `inputs` a new bundle records (each must exist)."""
+    def inputs(self, bundles: Iterable["Bundle | Input | str"]) -> tuple[Input, ...]:
+        """Bundles, Inputs or refs as the `inputs` a new bundle records (each must be a
+        bundle of this store), without repeats."""
         out: list[Input] = []
         for b in bundles:
             if isinstance(b, str):
                 b = self.bundle(b)
+            elif isinstance(b, Input):
+                b = self.bundle_by_id(b.repo, b.bundle)
             elif not isinstance(b, Bundle):
                 raise InvalidName(f"an input must be a Bundle or a REPO:REF, not {b!r:.100}")
-            self.repository.get_bundle(b.repo, b.id)  # of this store
+            else:
+                self.repository.get_bundle(b.repo, b.id)  # of this store
             if Input(b.repo, b.id) not in out:
                 out.append(Input(b.repo, b.id))
         return tuple(out)
@@ -143,9 +147,11 @@ def open(store: "str | StoreSpec | None" = None, *, config: "config_mod.Config |
     return Store(cfg, spec, author, create)
 
 
-def when_ns(value: "datetime.datetime | str | int | None", what: str) -> int | None:
+def when_ns(value: "datetime.datetime | str | int | None", what: str,
+            end: bool = False) -> int | None:
     """A time given to a query: a datetime (naive: local time, as Python has it), ISO 8601
-    text (without a zone: UTC) or ns since the epoch."""
+    text (without a zone: UTC) or ns since the epoch. Datetimes hold microseconds: with
+    `end` (an `until`), the whole microsecond is included."""
     if value is None or isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -158,4 +164,9 @@ def when_ns(value: "datetime.datetime | str | int | None", what: str) -> int | N
             value = value.replace(tzinfo=datetime.timezone.utc)
     if not isinstance(value, datetime.datetime):
         raise DatamonError(f"{what} must be a datetime, ISO 8601 text or nanoseconds")
-    return int(value.timestamp() * 1e9)
+    since_epoch = value.astimezone(datetime.timezone.utc) - _EPOCH
+    micros = since_epoch // datetime.timedelta(microseconds=1)  # exact: no float
+    return micros * 1000 + (999 if end else 0)
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)

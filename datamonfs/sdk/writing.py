@@ -40,13 +40,14 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 
 from ..core import rules
 from ..core.chunks import cut
-from ..core.commit import Keep, NewDir, commit
+from ..core.commit import Keep, commit
 from ..core.ingest import ChunkUploader, DirectoryUpload, UploadStats, check_folder, check_target
-from ..core.repository import BRANCH
 from ..core.model import DIR, LINK, PROCESS_TEXTS, Entry, Input, Process, Provenance
+from ..core.repository import BRANCH
 from ..core.trees import file_entry
-from ..errors import DatamonError, InvalidPath, IsADirectory, NotADirectory, PathNotFound
+from ..errors import DatamonError, IntegrityError, InvalidPath, IsADirectory, PathNotFound
 from .paths import split_path
+from .staging import Changes, is_dir
 
 if TYPE_CHECKING:
     from .bundle import Bundle
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 ProcessLike = Union[Process, dict, str, None]
 SPOOL_MEMORY = 8 << 20  # bytes `open(path, "wb")` keeps in memory before a temp file
-_MISSING = object()
 
 
 def make_process(value: ProcessLike) -> Process | None:
@@ -85,24 +85,6 @@ def make_process(value: ProcessLike) -> Process | None:
     return process
 
 
-class _Dir:
-    """A directory of the new bundle: the tree it starts from (None: empty) and its
-    changed names: a _Dir, a Keep (a file or link's entry) or None (removed)."""
-
-    __slots__ = ("base", "mode", "mtime", "children")
-
-    def __init__(self, base: str | None, mode: int, mtime: int):
-        self.base, self.mode, self.mtime = base, mode, mtime
-        self.children: dict[str, _Dir | Keep | None] = {}
-
-    def describe(self) -> NewDir:
-        def changes():
-            for name in sorted(self.children):  # str order is the bundle's (code points)
-                child = self.children[name]
-                yield name, child.describe() if isinstance(child, _Dir) else child
-        return NewDir(self.mode, self.mtime, self.base, changes)
-
-
 class NewBundle:
     """A bundle being written; made by `Repo.new_bundle` (see the module). Use it in a
     `with` block, or call `commit()` or `abort()`. Thread-safe."""
@@ -123,7 +105,8 @@ class NewBundle:
         self._repository = repository
         head = repository.ref_head(repo, BRANCH, branch)
         self.parent = repository.get_bundle(repo, head.bundle) if head else None
-        self._root = _Dir(None if empty or self.parent is None else self.parent.tree, 0o755, 0)
+        self._changes = Changes(repository.trees,
+                                None if empty or self.parent is None else self.parent.tree)
         self.stats = UploadStats()
         self._uploader = ChunkUploader(repository, self.stats)
         self._lock = threading.RLock()
@@ -153,7 +136,8 @@ class NewBundle:
     def write_bytes(self, path: str, data: bytes, mode: int = 0o644,
                     mtime_ns: int | None = None) -> None:
         """A file holding `data` at `path` (replacing what is there; directories on the
-        way are made)."""
+        way are made). Its time is now (`mtime_ns`: that time), unless the same bytes with
+        the same mode are there already: then that file is kept as it is."""
         self.put_stream(path, io.BytesIO(data), mode, mtime_ns)
 
     def write_text(self, path: str, text: str, encoding: str = "utf-8", **kw) -> None:
@@ -175,7 +159,9 @@ class NewBundle:
                     self.progress(len(data))
             entry = file_entry(self._repository.objects, names[-1], mode,
                                time.time_ns() if mtime_ns is None else mtime_ns, chunks)
-            self._place(names, Keep(entry))
+            if mtime_ns is None:
+                entry = self._changes.unchanged(names, entry) or entry
+            self._changes.place(names, Keep(entry))
             self.stats.files += 1
 
     def put_file(self, local_path: str, path: str) -> None:
@@ -203,15 +189,7 @@ class NewBundle:
             top = job.run()
             for name in ("files", "bytes", "chunks", "chunks_uploaded", "bytes_uploaded"):
                 setattr(self.stats, name, getattr(self.stats, name) + getattr(job.stats, name))
-            found = self._lookup(names)
-            if found is None or (not names and self._root.base is None
-                                 and not self._root.children):
-                self._place_dir(names, _Dir(top.tree, top.mode, top.mtime))
-            elif _is_dir(found):
-                self._merge(names, top.tree)
-            else:
-                raise NotADirectory(f"{'/'.join(names)} is a file in the new bundle; remove "
-                                    "it first to put a directory there")
+            self._changes.put_tree(names, top.tree, top.mode, top.mtime)
 
     def put_tar(self, stream: BinaryIO, prefix: str = "") -> int:
         """The members of a tar stream (read once, in order; any compression tarfile
@@ -249,7 +227,7 @@ class NewBundle:
                       len(target.encode("utf-8")), target=target)
         with self._lock:
             self._check_open()
-            self._place(names, Keep(entry))
+            self._changes.place(names, Keep(entry))
             self.stats.files += 1
 
     def mkdir(self, path: str) -> None:
@@ -258,7 +236,7 @@ class NewBundle:
         names = split_path(path)
         with self._lock:
             self._check_open()
-            self._descend(names)
+            self._changes.descend(names)
 
     def remove(self, path: str) -> None:
         """Remove a file, a symlink or a whole directory (PathNotFound when nothing is
@@ -269,9 +247,9 @@ class NewBundle:
                               "with empty=True instead")
         with self._lock:
             self._check_open()
-            if self._lookup(names) is None:
+            if self._changes.lookup(names) is None:
                 raise PathNotFound(f"nothing at {'/'.join(names)!r} in the new bundle to remove")
-            self._descend(names[:-1]).children[names[-1]] = None
+            self._changes.remove(names)
 
     def open(self, path: str, mode: str = "wb") -> "StagedFile":
         """A binary file object to write a file at `path`; what was written is staged
@@ -296,30 +274,35 @@ class NewBundle:
             self._check_open()
             tree = source.tree if entry is None else entry.tree if entry.kind == DIR else None
             if tree is None:
-                self._place(self._file_names(path), Keep(entry))
+                self._changes.place(self._file_names(path), Keep(entry))
                 self.stats.files += 1
                 return
-            found = self._lookup(names)
-            if found is None:
-                mode, mtime = (0o755, time.time_ns()) if entry is None else (entry.mode,
-                                                                              entry.mtime)
-                self._place_dir(names, _Dir(tree, mode, mtime))
-            elif _is_dir(found):
-                self._merge(names, tree)
-            else:
-                raise NotADirectory(f"{'/'.join(names)} is a file in the new bundle; remove "
-                                    "it first to put a directory there")
+            if entry is not None and len(names) < len(split_path(rel)):
+                self._check_links_at(entry, names)
+            mode, mtime = (0o755, time.time_ns()) if entry is None else (entry.mode, entry.mtime)
+            self._changes.put_tree(names, tree, mode, mtime)
+
+    def _check_links_at(self, entry: Entry, names: tuple[str, ...]) -> None:
+        """A directory placed closer to the root keeps its links only if they still stay
+        inside the bundle there (core.rules, as for a rename in a writable mount)."""
+        prefix = "/".join(names)
+        try:
+            for _ in self._repository.trees.walk(entry.tree, (entry.files, entry.size),
+                                                 prefix + "/" if prefix else ""):
+                pass
+        except IntegrityError as e:
+            raise InvalidPath(f"cannot copy a directory to {prefix or '/'}: {e}") from None
 
     def is_dir(self, path: str) -> bool:
         """Whether the new bundle, as staged so far, has a directory at `path`."""
         with self._lock:
-            found = self._lookup(split_path(path))
-            return found is not None and _is_dir(found)
+            found = self._changes.lookup(split_path(path))
+            return found is not None and is_dir(found)
 
     def exists(self, path: str) -> bool:
         """Whether the new bundle, as staged so far, has something at `path`."""
         with self._lock:
-            return self._lookup(split_path(path)) is not None
+            return self._changes.lookup(split_path(path)) is not None
 
     # -- the end -------------------------------------------------------------
 
@@ -335,7 +318,7 @@ class NewBundle:
             try:
                 self._uploader.finish()
                 result = commit(self._repository, self.repo, self.branch, self.parent,
-                                self._root.describe(), self.message, self.author, self.label,
+                                self._changes.describe(), self.message, self.author, self.label,
                                 provenance=self.provenance,
                                 allow_empty=self.allow_empty or self.parent is None)
                 self.created, self.forked = result.bundle is not None, result.forked
@@ -369,98 +352,6 @@ class NewBundle:
         problem = rules.mode_problem(mode)
         if problem:
             raise DatamonError(f"mode {mode!r}: {problem}")
-
-    def _base_entry(self, node: _Dir, name: str) -> Entry | None:
-        return self._repository.trees.lookup(node.base, name) if node.base else None
-
-    def _lookup(self, names: tuple[str, ...]) -> Entry | _Dir | None:
-        """What the new bundle holds at a path so far (a _Dir, an Entry, or None),
-        changing nothing."""
-        node: _Dir | None = self._root
-        tree = None
-        for i, name in enumerate(names):
-            last = i == len(names) - 1
-            if node is not None:
-                child = node.children.get(name, _MISSING)
-                if child is not _MISSING:
-                    if child is None:
-                        return None
-                    if isinstance(child, Keep):
-                        return child.entry if last else None
-                    node = child
-                    continue
-                tree = node.base
-                node = None
-            entry = self._repository.trees.lookup(tree, name) if tree else None
-            if entry is None or last:
-                return entry
-            if entry.kind != DIR:
-                return None
-            tree = entry.tree
-        return node
-
-    def _descend(self, names: tuple[str, ...]) -> _Dir:
-        """The directory at a path, made (or opened from the base) on the way."""
-        node = self._root
-        for i, name in enumerate(names):
-            child = node.children.get(name, _MISSING)
-            if isinstance(child, _Dir):
-                node = child
-                continue
-            where = "/".join(names[:i + 1])
-            if isinstance(child, Keep):
-                raise NotADirectory(f"{where} is a file in the new bundle; remove it first")
-            entry = self._base_entry(node, name) if child is _MISSING else None
-            if entry is None:
-                new = _Dir(None, 0o755, time.time_ns())
-            elif entry.kind == DIR:
-                new = _Dir(entry.tree, entry.mode, entry.mtime)
-            else:
-                raise NotADirectory(f"{where} is a file in the new bundle; remove it first")
-            node.children[name] = new
-            node = new
-        return node
-
-    def _place(self, names: tuple[str, ...], change: Keep) -> None:
-        parent = self._descend(names[:-1])
-        name = names[-1]
-        child = parent.children.get(name, _MISSING)
-        if child is _MISSING:
-            child = self._base_entry(parent, name)
-        if child is not None and _is_dir(child):
-            raise IsADirectory(f"{'/'.join(names)} is a directory in the new bundle; remove "
-                               "it first to put a file there")
-        parent.children[name] = change
-
-    def _place_dir(self, names: tuple[str, ...], node: _Dir) -> None:
-        if not names:
-            node.mode, node.mtime = self._root.mode, self._root.mtime
-            self._root = node
-            return
-        self._descend(names[:-1]).children[names[-1]] = node
-
-    def _merge(self, names: tuple[str, ...], tree: str) -> None:
-        """The entries of a stored tree written over the directory at `names`."""
-        for entry in self._repository.trees.entries(tree):
-            path = (*names, entry.name)
-            if entry.kind == DIR:
-                found = self._lookup(path)
-                if found is None:
-                    self._place_dir(path, _Dir(entry.tree, entry.mode, entry.mtime))
-                elif _is_dir(found):
-                    self._merge(path, entry.tree)
-                else:
-                    raise NotADirectory(f"{'/'.join(path)} is a file in the new bundle and a "
-                                        "directory in the folder; remove it first")
-            else:
-                self._place(path, Keep(entry))
-
-
-def _is_dir(found: "_Dir | Keep | Entry") -> bool:
-    if isinstance(found, Keep):
-        found = found.entry
-    return isinstance(found, _Dir) or found.kind == DIR
-
 
 class StagedFile(io.RawIOBase):
     """A file being written into a NewBundle (`NewBundle.open`): spooled in memory up to
