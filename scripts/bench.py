@@ -87,7 +87,8 @@ def meta(size: str, reps: int) -> dict:
                      "DVC": version(["dvc", "--version"]),
                      "moto": peer_version("moto_server", "moto"),
                      "nginx": version(["nginx", "-v"]).removeprefix("nginx version: "),
-                     "wrk": version(["wrk", "-v"]).split(" [")[0]},
+                     # wrk -v exits 1: ask dpkg
+                     "wrk": version(["dpkg-query", "-W", "-f=${Version}", "wrk"])},
     }
 
 
