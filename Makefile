@@ -5,7 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux fio
-BENCH_APT_PACKAGES := rclone s3fs
+# The UI tests drive Debian's Chromium through its WebDriver (make test, never make check).
+TEST_APT_PACKAGES := chromium chromium-driver
+BENCH_APT_PACKAGES := rclone s3fs nginx-light wrk
 # Peers run from a virtualenv of their own, so their dependencies never meet ours.
 PEERS_VENV := .venv-peers
 PEERS := dvc==3.67.1 moto[server]==5.2.5
@@ -19,6 +21,7 @@ demo: deps
 
 # Every test: the unit tier, then the integration tier (real mounts, daemons, the GCS emulator).
 test: deps
+	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(TEST_APT_PACKAGES)"
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
 
 # Before every commit, in about a minute: the linter and the unit tier without the emulator.

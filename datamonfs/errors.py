@@ -28,6 +28,28 @@ class AmbiguousRef(DatamonError):
     code = "ambiguous"
 
 
+# Paths inside a bundle (the Python API and fsspec). They are also the built-in OSError or
+# ValueError a Python caller expects (pandas and fsspec test for FileNotFoundError).
+
+
+class InvalidPath(DatamonError, ValueError):
+    """A path that escapes the bundle ('..', a leading '/') or holds a name a bundle cannot."""
+
+    code = "invalid_path"
+
+
+class PathNotFound(NotFound, FileNotFoundError):
+    code = "not_found"
+
+
+class IsADirectory(DatamonError, IsADirectoryError):
+    code = "is_a_directory"
+
+
+class NotADirectory(DatamonError, NotADirectoryError):
+    code = "not_a_directory"
+
+
 class ConfigError(DatamonError):
     code = "config"
 

@@ -107,7 +107,8 @@ def tree_a() -> Dir:
 
 def tree_c() -> Dir:
     """A bundle made by a command from bundle A (`datamonfs run`): it records its inputs
-    and the command line."""
+    and the process (command line, host, notebook, code version, description), and leaves
+    a lineage marker under bundle A."""
     return Dir({"result.txt": File(b"made from bundle A\n", T + 30)}, T + 30)
 
 
@@ -221,7 +222,9 @@ def build(root: str) -> dict:
         repo.append_ref(REPO, BRANCH, "dev", a, AUTHOR)  # as 'branch create golden:v1 dev'
     c = bundle("C", tree_c(), (), T + 400 * S, "made by a command from bundle A",
                Provenance((Input(REPO, a),),
-                          Process(("python3", "clean.py", "--in", "/data/in"), "node-1")))
+                          Process(("python3", "clean.py", "--in", "/data/in"), "node-1",
+                                  notebook="notebooks/clean.ipynb", code_version="v1.2.0-3-g4fc1a2b",
+                                  description="dropped the rows without a date\n\u00e9t\u00e9 2024")))
     with _clock(T + 401 * S, "5a5a5a5a5a5a5a5a"):
         repo.append_ref(REPO, BRANCH, "derived", c, AUTHOR)
     d = bundle("D", tree_d(), (b,), T + 500 * S, "fourth bundle: a file with extended attributes")
@@ -232,6 +235,7 @@ def build(root: str) -> dict:
     # Newest first; REF as the CLI takes it (label, branch, bundle id prefix).
     doc["logs"] = {"branch/main": [b, a], "branch/dev": [a], "label/v1": [a],
                    "branch/derived": [c], "branch/attrs": [d]}
+    doc["lineage"] = {a: [[REPO, c]]}  # what each bundle was made into (its markers, §2.3)
     doc["refs"] = {REPO: b, f"{REPO}:main": b, f"{REPO}:dev": a, f"{REPO}:v1": a,
                    f"{REPO}:{a[:8]}": a, f"{REPO}:{b[:8]}": b, f"{REPO}:derived": c,
                    f"{REPO}:attrs": d, f"{REPO}:{d[:8]}": d}
@@ -248,7 +252,8 @@ def main(argv: list[str]) -> None:
     out = argv[1] if len(argv) > 1 else os.path.join(os.path.dirname(HERE), "tests", "data")
     root = os.path.join(out, STORE_DIR)
     if os.path.isdir(root):
-        if not set(os.listdir(root)) <= {"chunk", "meta", "repo", "bundle", "ref", ".tmp"}:
+        if not set(os.listdir(root)) <= {"chunk", "meta", "repo", "bundle", "ref", "lineage",
+                                          ".tmp"}:
             raise SystemExit(f"{root} holds more than a store; not replacing it")
         shutil.rmtree(root)
     os.makedirs(out, exist_ok=True)

@@ -24,6 +24,7 @@ import pytest
 from support.cli import CLI
 from support.daemon import Daemon
 from support.gcs import emulator, make_bucket
+from support.serve import Server
 from support.writable import Mounts
 
 
@@ -108,6 +109,28 @@ def daemon(cli, tmp_path, request):
         if "Traceback" in text and not any(t in text for t in expected):
             pytest.fail(f"the daemon logged a traceback ({log}):\n{text[-3000:]}",
                         pytrace=False)
+
+
+@pytest.fixture
+def serve(cli, request):
+    """Start `datamonfs serve` (args as the CLI takes them) for the `cli` fixture's user on a
+    free loopback port; every server started is ended by pid when the test ends, and must
+    have logged no traceback the test did not announce."""
+    servers: list[Server] = []
+
+    def start(*args: str) -> Server:
+        servers.append(Server(cli, *args))
+        return servers[-1]
+
+    yield start
+    logs = []
+    for s in servers:
+        s.stop()
+        logs.append(s.log())
+    expected = _expected(request)
+    for text in logs:
+        if "Traceback" in text and not any(t in text for t in expected):
+            pytest.fail(f"the server logged a traceback:\n{text[-3000:]}", pytrace=False)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
-from ..core.globs import fixed_prefix, matcher
+from ..core.globs import matcher, pruner
 from ..core.model import FILE, Bundle, Entry
 from ..core.repository import Repository
 from .reader import CachedChunkReader
@@ -15,12 +15,8 @@ from .reader import CachedChunkReader
 def files(repo: Repository, bundle: Bundle, pattern: str | None = None
           ) -> Iterator[tuple[str, Entry]]:
     """The files matching `pattern`, entering only directories that can hold one."""
-    prefix, wanted = fixed_prefix(pattern), matcher(pattern)
-
-    def descend(sub: str) -> bool:
-        return sub.startswith(prefix) or prefix.startswith(sub)
-
-    for path, entry in repo.walk(bundle, descend):
+    wanted = matcher(pattern)
+    for path, entry in repo.walk(bundle, pruner(pattern)):
         if entry.kind == FILE and wanted(path):
             yield path, entry
 

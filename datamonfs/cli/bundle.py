@@ -6,15 +6,15 @@ import shlex
 
 import click
 
-from ..cache import CachedChunkReader, open_cache
-from ..core import export, ingest
-from ..core.diff import diff_bundles
-from ..core.globs import matcher
-from ..core.model import DIR, Bundle
-from ..core.repository import BRANCH, LABEL, Repository
-from .common import (emit_json, human_size, info, iso_time, json_option, load_config, mode_text,
-                     open_repository, progress_bar, short)
+from ..core import ingest
+from .common import (emit_json, human_size, info, iso_time, json_option, mode_text,
+                     open_api, parse_when, progress_bar, short)
 from .completion import complete_ref, complete_repo
+
+input_option = click.option(
+    "--input", "inputs", multiple=True, metavar="REF",
+    help="Record that the bundle was made from bundle REF (REPO:REF, any repo of the store; "
+         "repeatable): `datamonfs lineage` shows it.")
 
 filter_option = click.option(
     "--filter", "pattern", default=None, metavar="GLOB",
@@ -22,20 +22,15 @@ filter_option = click.option(
          "matches a name at any depth; a directory matches what is below it.")
 
 
-def bundle_json(b: Bundle) -> dict:
-    """A bundle as `get --json` and listings print it; `inputs` and `process` (what it
-    was made from) only when the bundle records them."""
-    return {"id": b.id, "repo": b.repo, "time": iso_time(b.time), "author": b.author_name,
-            "email": b.author_email, "message": b.message, "files": b.files, "bytes": b.bytes,
-            "parents": list(b.parents), "tree": b.tree, **b.provenance.to_obj()}
-
-
 def _as_text(key: str, value) -> str:
     """`bundle get` without --json: provenance as people read it."""
     if key == "inputs":
         return ", ".join(f"{i['repo']}:{i['bundle']}" for i in value)
     if key == "process":
-        return shlex.join(value["command"]) + (f"  (on {value['host']})" if "host" in value else "")
+        extra = "".join(f"; {k.replace('_', ' ')}: {value[k]!r}"
+                        for k in ("notebook", "code_version", "description") if k in value)
+        return shlex.join(value["command"]) + (f"  (on {value['host']})" if "host" in value
+                                               else "") + extra
     return " ".join(value) if isinstance(value, list) else str(value)
 
 
@@ -52,20 +47,21 @@ def bundle() -> None:
 @click.option("--branch", default="main", show_default=True, help="Branch whose head moves.")
 @click.option("--allow-empty", is_flag=True,
               help="Make a bundle even when DIRECTORY equals the branch head.")
+@input_option
 @json_option
 def upload(repo: str, directory: str, message: str, label: str | None, branch: str,
-           allow_empty: bool, as_json: bool) -> None:
+           allow_empty: bool, inputs: tuple[str, ...], as_json: bool) -> None:
     """Upload DIRECTORY as a new bundle of REPO. The last line printed is its id.
 
     When DIRECTORY equals the head of the branch no bundle is made (as a commit with
     nothing staged): the head's id is printed, and --label is set to it.
     """
-    cfg = load_config()
-    repository = open_repository(cfg, write=True)
+    store = open_api(write=True)
+    made_from = store.inputs(inputs)
     with progress_bar(_folder_size(directory), "uploading") as progress:
-        b, stats = ingest.upload(repository, repo, directory, message, cfg.author,
-                                 branch=branch, label=label, progress=progress,
-                                 allow_empty=allow_empty)
+        done = store.repo(repo).upload(directory, message, branch, label, made_from,
+                                       allow_empty=allow_empty, progress=progress)
+    b, stats = done.bundle, done.stats
     if as_json:
         emit_json({"bundle": b.id, "new_bundle": stats.new_bundle, "repo": repo,
                    "branch": branch, "label": label, "files": stats.files,
@@ -88,34 +84,39 @@ def _folder_size(directory: str) -> int | None:
     return ingest.scan_size(directory) if sys.stderr.isatty() else None
 
 
-def decorations(repository: Repository, repo: str) -> dict[str, dict[str, list[str]]]:
-    """Bundle id -> {"branches": [...], "labels": [...]} naming it now, as git's --decorate."""
-    names: dict[str, dict[str, list[str]]] = {}
-    for kind, key in ((BRANCH, "branches"), (LABEL, "labels")):
-        for r in repository.list_refs(repo, kind):
-            names.setdefault(r.bundle, {"branches": [], "labels": []})[key].append(r.name)
-    return names
-
-
 @bundle.command("list")
 @click.argument("repo", shell_complete=complete_repo)
 @click.option("--branch", default=None, help="Only bundles this branch has pointed at.")
+@click.option("--label", default=None, help="Only bundles this label has pointed at.")
+@click.option("--author", default=None, metavar="TEXT",
+              help="Only bundles whose author (NAME <EMAIL>) holds TEXT, ignoring case.")
+@click.option("--since", default=None, metavar="TIME",
+              help="Only bundles made at TIME or later: 2024-05-01, 2024-05-01T12:00:00+02:00 "
+                   "(no zone: UTC), or how long ago (3d, 12h, 2w).")
+@click.option("--until", default=None, metavar="TIME", help="Only bundles made at TIME or before.")
+@click.option("--grep", default=None, metavar="TEXT",
+              help="Only bundles whose message holds TEXT, ignoring case (plain text).")
 @click.option("-n", "--max-count", "limit", type=click.IntRange(min=0), default=None,
               metavar="N", help="Only the N newest.")
 @json_option
-def list_(repo: str, branch: str | None, limit: int | None, as_json: bool) -> None:
-    """List the bundles of REPO, newest first, with the branches and labels naming them."""
-    repository = open_repository()
-    bundles = repository.list_bundles(repo, branch)[:limit]
-    names = decorations(repository, repo)
+def list_(repo: str, branch: str | None, label: str | None, author: str | None,
+          since: str | None, until: str | None, grep: str | None, limit: int | None,
+          as_json: bool) -> None:
+    """List the bundles of REPO, newest first, with the branches and labels naming them;
+    the filters combine (every one given must match)."""
+    r = open_api().repo(repo)
+    bundles = r.bundles(branch=branch, label=label, author=author,
+                        since=parse_when(since) if since else None,
+                        until=parse_when(until) if until else None, grep=grep, limit=limit)
+    names = r.decorations()
     none = {"branches": [], "labels": []}
     if as_json:
-        emit_json([{**bundle_json(b), **names.get(b.id, none)} for b in bundles])
+        emit_json([{**b.to_json(), **names.get(b.id, none)} for b in bundles])
         return
     for b in bundles:
         refs = names.get(b.id, none)["branches"] + names.get(b.id, none)["labels"]
         shown = f" ({', '.join(refs)})" if refs else ""
-        click.echo(f"{b.id}\t{iso_time(b.time)}\t{b.author_name}\t{b.files} files\t"
+        click.echo(f"{b.id}\t{iso_time(b.time_ns)}\t{b.author}\t{b.files} files\t"
                    f"{human_size(b.bytes)}\t{b.message}{shown}")
 
 
@@ -124,11 +125,11 @@ def list_(repo: str, branch: str | None, limit: int | None, as_json: bool) -> No
 @json_option
 def get(ref: str, as_json: bool) -> None:
     """Show the bundle REF (REPO:REF) names."""
-    b = open_repository().resolve(ref)
+    b = open_api().bundle(ref)
     if as_json:
-        emit_json(bundle_json(b))
+        emit_json(b.to_json())
         return
-    for key, value in bundle_json(b).items():
+    for key, value in b.to_json().items():
         click.echo(f"{key}: {_as_text(key, value)}")
 
 
@@ -138,21 +139,16 @@ def get(ref: str, as_json: bool) -> None:
 @json_option
 def files(ref: str, pattern: str | None, as_json: bool) -> None:
     """List the files of a bundle: path, size in bytes, mode, time."""
-    repository = open_repository()
-    b = repository.resolve(ref)
-    wanted = matcher(pattern)
     rows = []
-    for path, entry in repository.walk(b):
-        if entry.kind == DIR or not wanted(path):
-            continue
-        row = {"path": path, "kind": entry.kind, "size": entry.size,
-               "mode": mode_text(entry.mode), "mtime": iso_time(entry.mtime)}
-        if entry.target is not None:
-            row["target"] = entry.target
+    for f in open_api().bundle(ref).walk(pattern=pattern):
+        row = {"path": f.path, "kind": f.kind, "size": f.size, "mode": mode_text(f.mode),
+               "mtime": iso_time(f.mtime_ns)}
+        if f.target is not None:
+            row["target"] = f.target
         if as_json:
             rows.append(row)
         else:
-            click.echo(f"{path}\t{entry.size}\t{row['mode']}\t{row['mtime']}")
+            click.echo(f"{f.path}\t{f.size}\t{row['mode']}\t{row['mtime']}")
     if as_json:
         emit_json(rows)
 
@@ -174,16 +170,9 @@ def download(ref: str, dest: str, pattern: str | None, resume: bool, delete: boo
              no_cache: bool) -> None:
     """Download a bundle into DEST, verifying every chunk. Extended attributes (user.*)
     are written when DEST's file system takes them; a warning counts those it refused."""
-    cfg = load_config()
-    repository = open_repository(cfg)
-    b = repository.resolve(ref)
-    reader = CachedChunkReader(None if no_cache else open_cache(cfg)[0], repository.chunks)
-    try:
-        with progress_bar(b.bytes, "downloading") as progress:
-            stats = export.download(repository, b, dest, reader=reader, name_filter=pattern,
-                                    resume=resume or delete, delete=delete, progress=progress)
-    finally:
-        reader.close()
+    b = open_api().bundle(ref)
+    with progress_bar(b.bytes, "downloading") as progress:
+        stats = b.download(dest, pattern, resume, delete, progress, cache=not no_cache)
     kept = f"; {stats.kept} already complete, kept" if stats.kept else ""
     gone = f"; {stats.deleted} not in the bundle, deleted" if stats.deleted else ""
     info(f"{stats.files} files, {human_size(stats.bytes)} written to {dest}{kept}{gone}")
@@ -200,11 +189,11 @@ def download(ref: str, dest: str, pattern: str | None, resume: bool, delete: boo
 def diff(old: str, new: str, exit_code: bool, as_json: bool) -> None:
     """What changed from bundle OLD to bundle NEW: added, deleted, modified paths (a
     summary line follows on stderr)."""
-    repository = open_repository()
-    a, b = repository.resolve(old), repository.resolve(new)
+    store = open_api()
+    a, b = store.bundle(old), store.bundle(new)
     counts = {"added": 0, "modified": 0, "deleted": 0}
     rows = []
-    for c in diff_bundles(repository, a, b):  # streamed: a diff may list millions of paths
+    for c in a.diff(b):  # streamed: a diff may list millions of paths
         counts[c.change] += 1
         if as_json:
             rows.append(c.to_json())

@@ -10,6 +10,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ from ..cache import open_cache
 from ..core import config as config_mod
 from ..core.repository import Repository
 from ..core.stores import open_store
+from ..errors import DatamonError
+from ..sdk.store import Store
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 socket_option = click.option(
@@ -49,12 +52,47 @@ def load_config() -> config_mod.Config:
     return config_mod.load()
 
 
+def open_api(cfg: config_mod.Config | None = None, write: bool = False) -> Store:
+    """The config's store through the Python API (what the commands are a layer over).
+    Only commands that write (`write`) may create a local store's directory; they ask
+    for the config's author first, as before anything else."""
+    cfg = cfg or load_config()
+    author = cfg.author if write else None
+    return Store(cfg, cfg.store_spec(), author, create=write or cfg.store_is_default)
+
+
 def open_repository(cfg: config_mod.Config | None = None, write: bool = False) -> Repository:
     """The store of the config, reading metadata objects through the shared cache. Only
     commands that write (`write`) may create a local store's directory."""
     cfg = cfg or load_config()
     store = open_store(cfg.store_spec(), create=write or cfg.store_is_default)
     return Repository(store, meta_cache=open_cache(cfg)[1])
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """90, 90s, 1.5m, 2h, 1d, 2w, 500ms: seconds."""
+    m = _DURATION.fullmatch(text.strip())
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a duration: write 30s, 5m, 2h, 1d or seconds")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_when(text: str) -> datetime.datetime:
+    """A time for --since/--until: ISO 8601 (2024-05-01, 2024-05-01T12:00:00+02:00; without
+    a zone, UTC), or a duration ago (3d, 12h, 2w)."""
+    if _DURATION.fullmatch(text.strip()):
+        return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+            seconds=parse_duration(text))
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DatamonError(f"{text!r:.100} is not a time: write 2024-05-01, "
+                           "2024-05-01T12:00:00+02:00, or how long ago (3d, 12h, 2w)") from None
+    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
 
 
 def emit_json(doc) -> None:

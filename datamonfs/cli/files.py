@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import click
 
-from ..cache import CachedChunkReader, open_cache
 from ..core.model import DIR, LINK
-from ..errors import DatamonError, NotFound
-from .common import load_config, open_repository
+from ..errors import DatamonError, NotFound, PathNotFound
+from .common import open_api
 from .completion import complete_ref
+
+PIECE = 1 << 20  # bytes written at a time
 
 
 @click.command("cat", short_help="Print a file of a bundle.")
@@ -18,25 +20,21 @@ from .completion import complete_ref
 @click.argument("path")
 def cat(ref: str, path: str) -> None:
     """Write the file PATH of bundle REF (REPO:REF) to stdout, every chunk verified."""
-    cfg = load_config()
-    repository = open_repository(cfg)
-    b = repository.resolve(ref)
-    entry = repository.lookup(b, path)
-    if entry is None:
+    b = open_api().bundle(ref)
+    try:
+        info = b.stat(path)
+    except PathNotFound:
         raise NotFound(f"no file {path!r} in bundle {b.id[:12]} of {b.repo!r}; see "
-                       f"'datamonfs bundle files {ref}'")
-    if entry.kind == DIR:
+                       f"'datamonfs bundle files {ref}'") from None
+    if info.kind == DIR:
         raise DatamonError(f"{path} is a directory; see 'datamonfs bundle files {ref} "
                            f"--filter {path.strip('/')}/**'")
-    if entry.kind == LINK:
-        raise DatamonError(f"{path} is a symlink to {entry.target!r}; cat that path")
-    reader = CachedChunkReader(open_cache(cfg)[0], repository.chunks)
+    if info.kind == LINK:
+        raise DatamonError(f"{path} is a symlink to {info.target!r}; cat that path")
     out = sys.stdout.buffer
     try:
-        for addr, size in repository.trees.chunks(entry):
-            out.write(reader.read_chunk(addr, size))
+        with b.open(path) as f:
+            shutil.copyfileobj(f, out, PIECE)
         out.flush()
     except BrokenPipeError:  # `datamonfs cat ... | head`
         sys.stderr.close()
-    finally:
-        reader.close()

@@ -14,8 +14,8 @@ import click
 
 from .. import __version__
 from ..errors import DatamonError
-from . import (bundle, cache, common, config, daemon, environment, files, node, pod, refs, repo,
-               run, wait)
+from . import (bundle, cache, common, config, daemon, environment, files, history, lineage, node,
+               pod, refs, repo, run, serve, wait)
 
 EXIT_CODES = """\b
 Exit status:
@@ -64,7 +64,8 @@ def cli(quiet: bool) -> None:
 
 
 for command in (config.config, repo.repo, bundle.bundle, refs.label, refs.branch, cache.cache,
-                files.cat, *daemon.commands, run.run, wait.wait, pod.pod, node.node_labels):
+                files.cat, *daemon.commands, run.run, wait.wait, pod.pod, node.node_labels,
+                lineage.lineage, history.log, serve.serve, serve.token):
     cli.add_command(command)
 
 

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import click
 
-from ..core.model import RefRecord
 from ..core.names import is_name, parse_branch_ref
 from ..core.repository import BRANCH, LABEL
-from ..errors import AlreadyExists, NotFound
-from .common import emit_json, info, iso_time, json_option, load_config, open_repository, short
+from ..errors import NotFound
+from ..sdk import Ref
+from .common import emit_json, info, iso_time, json_option, open_api, short
 from .completion import complete_ref, complete_repo
 
 
-def ref_json(r: RefRecord) -> dict:
-    return {"repo": r.repo, "kind": r.kind, "name": r.name, "bundle": r.bundle,
-            "time": iso_time(r.time), "author": r.author_name, "email": r.author_email}
-
-
-def print_refs(records: list[RefRecord], as_json: bool, messages: dict[str, str] | None = None
+def print_refs(records: list[Ref], as_json: bool, messages: dict[str, str] | None = None
                ) -> None:
     if as_json:
-        emit_json([{**ref_json(r), **({"message": messages[r.bundle]} if messages else {})}
+        emit_json([{**r.to_json(), **({"message": messages[r.bundle]} if messages else {})}
                    for r in records])
         return
     for r in records:
         tail = f"\t{messages[r.bundle]}" if messages else ""
-        click.echo(f"{r.name}\t{r.bundle}\t{iso_time(r.time)}\t{r.author_name}{tail}")
+        click.echo(f"{r.name}\t{r.bundle}\t{iso_time(r.time_ns)}\t{r.author}{tail}")
 
 
 def check_order(ref: str, name: str, command: str) -> None:
@@ -47,10 +42,9 @@ def label_set(ref: str, name: str) -> None:
     """Point label NAME at the bundle REF (REPO:REF) names. Says when it moves the label;
     records nothing when the label names that bundle already."""
     check_order(ref, name, "label set")
-    cfg = load_config()
-    repository = open_repository(cfg, write=True)
-    bundle = repository.resolve(ref)
-    before, record = repository.set_label(bundle.repo, name, bundle.id, cfg.author)
+    store = open_api(write=True)
+    bundle = store.bundle(ref)
+    before, record = store.repo(bundle.repo).set_label(name, bundle)
     if record is None:
         info(f"{name} already names {short(bundle.id)}; nothing recorded")
     elif before is not None:
@@ -66,9 +60,7 @@ def label_set(ref: str, name: str) -> None:
 @json_option
 def label_get(repo: str, name: str, as_json: bool) -> None:
     """Show label NAME of REPO with its history, newest first."""
-    repository = open_repository()
-    repository.get_repo(repo)
-    log = repository.ref_log(repo, LABEL, name)
+    log = open_api().repo(repo).ref_log(LABEL, name)
     if not log:
         raise NotFound(f"no label {name!r} in repo {repo!r}; see 'datamonfs label list {repo}'")
     print_refs(log, as_json)
@@ -79,7 +71,7 @@ def label_get(repo: str, name: str, as_json: bool) -> None:
 @json_option
 def label_list(repo: str, as_json: bool) -> None:
     """List the labels of REPO and the bundles they name now."""
-    print_refs(open_repository().list_refs(repo, LABEL), as_json)
+    print_refs(open_api().repo(repo).labels(), as_json)
 
 
 @click.group()
@@ -93,12 +85,9 @@ def branch() -> None:
 def branch_create(ref: str, name: str) -> None:
     """Start branch NAME at the bundle REF names (a label's name is refused)."""
     check_order(ref, name, "branch create")
-    cfg = load_config()
-    repository = open_repository(cfg, write=True)
-    bundle = repository.resolve(ref)
-    if repository.ref_head(bundle.repo, BRANCH, name):
-        raise AlreadyExists(f"branch {name!r} already exists in {bundle.repo!r}")
-    repository.append_ref(bundle.repo, BRANCH, name, bundle.id, cfg.author)
+    store = open_api(write=True)
+    bundle = store.bundle(ref)
+    store.repo(bundle.repo).create_branch(name, bundle)
     click.echo(bundle.id)
 
 
@@ -107,7 +96,7 @@ def branch_create(ref: str, name: str) -> None:
 @json_option
 def branch_list(repo: str, as_json: bool) -> None:
     """List the branches of REPO and their heads."""
-    print_refs(open_repository().list_refs(repo, BRANCH), as_json)
+    print_refs(open_api().repo(repo).branches(), as_json)
 
 
 @branch.command("log")
@@ -116,10 +105,9 @@ def branch_list(repo: str, as_json: bool) -> None:
 def branch_log(ref: str, as_json: bool) -> None:
     """Every head BRANCH has had, newest first, with its bundle's message."""
     repo, name = parse_branch_ref(ref)
-    repository = open_repository()
-    repository.get_repo(repo)
-    log = repository.ref_log(repo, BRANCH, name)
+    store = open_api()
+    log = store.repo(repo).ref_log(BRANCH, name)
     if not log:
         raise NotFound(f"no branch {name!r} in repo {repo!r}; see 'datamonfs branch list {repo}'")
-    messages = {b: repository.get_bundle(repo, b).message for b in {r.bundle for r in log}}
+    messages = {b: store.bundle_by_id(repo, b).message for b in {r.bundle for r in log}}
     print_refs(log, as_json, messages)

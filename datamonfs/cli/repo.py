@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..core.model import RepoInfo
-from .common import emit_json, iso_time, json_option, load_config, open_repository
-
-
-def repo_json(r: RepoInfo) -> dict:
-    return {"name": r.name, "description": r.description, "time": iso_time(r.time),
-            "author": r.author_name, "email": r.author_email}
+from .common import emit_json, json_option, open_api
 
 
 @click.group()
@@ -23,21 +17,19 @@ def repo() -> None:
 @click.option("-d", "--description", default="", help="What the dataset is.")
 def create(name: str, description: str) -> None:
     """Create the repo NAME."""
-    cfg = load_config()
-    r = open_repository(cfg, write=True).create_repo(name, description, cfg.author)
-    click.echo(r.name)
+    click.echo(open_api(write=True).create_repo(name, description).name)
 
 
 @repo.command("list")
 @json_option
 def list_(as_json: bool) -> None:
     """List every repo in the store."""
-    repos = open_repository().list_repos()
+    repos = open_api().repos()
     if as_json:
-        emit_json([repo_json(r) for r in repos])
+        emit_json([r.to_json() for r in repos])
         return
     for r in repos:
-        click.echo(f"{r.name}\t{iso_time(r.time)}\t{r.author_name}\t{r.description}")
+        click.echo(f"{r.name}\t{r.to_json()['time']}\t{r.author}\t{r.description}")
 
 
 @repo.command("get")
@@ -45,9 +37,9 @@ def list_(as_json: bool) -> None:
 @json_option
 def get(name: str, as_json: bool) -> None:
     """Show one repo."""
-    r = open_repository().get_repo(name)
+    r = open_api().repo(name)
     if as_json:
-        emit_json(repo_json(r))
+        emit_json(r.to_json())
         return
-    for key, value in repo_json(r).items():
+    for key, value in r.to_json().items():
         click.echo(f"{key}: {value}")

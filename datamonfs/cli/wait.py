@@ -8,7 +8,6 @@ does. Either way the store is looked at about once a second (Repository.wait_ref
 
 from __future__ import annotations
 
-import re
 import time
 
 import click
@@ -18,23 +17,11 @@ from ..core.repository import LABEL
 from ..daemon.client import Client
 from ..daemon.store_ops import WAIT_SLICE
 from ..errors import DatamonError
-from .common import open_repository, socket_option
+from .common import open_repository, parse_duration, socket_option
 from .pod import pod_from_env
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
 
 class TimedOut(DatamonError):
     code = "timeout"
-
-
-def parse_duration(text: str) -> float:
-    """90, 90s, 1.5m, 2h, 1d, 500ms: seconds."""
-    m = _DURATION.fullmatch(text.strip())
-    if not m:
-        raise click.BadParameter(f"{text!r} is not a duration: write 30s, 5m, 2h, 1d or seconds")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 @click.command("wait", short_help="Wait until a label exists; print its bundle id.")

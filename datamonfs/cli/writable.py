@@ -10,8 +10,8 @@ import click
 from ..daemon.client import ensure_daemon
 from ..daemon.limits import COMMIT_TIMEOUT, STATUS_LIMIT
 from ..daemon.mountpoints import normalize
-from .common import (emit_json, human_size, info, json_option, load_config, progress_bar, short,
-                     socket_option)
+from .common import (emit_json, human_size, info, json_option, load_config, open_api,
+                     progress_bar, short, socket_option)
 
 
 def _client(socket_path: str | None):
@@ -67,10 +67,13 @@ def report_commit(r: dict, mp: str) -> None:
 @click.argument("mountpoint")
 @click.option("-m", "--message", required=True, help="The bundle's message.")
 @click.option("--label", default=None, metavar="NAME", help="Also set this label to the bundle.")
+@click.option("--input", "inputs", multiple=True, metavar="REF",
+              help="Record that the bundle was made from bundle REF (REPO:REF, any repo of the "
+                   "store; repeatable): `datamonfs lineage` shows it.")
 @socket_option
 @json_option
-def commit(mountpoint: str, message: str, label: str | None, socket_path: str | None,
-           as_json: bool) -> None:
+def commit(mountpoint: str, message: str, label: str | None, inputs: tuple[str, ...],
+           socket_path: str | None, as_json: bool) -> None:
     """Turn what MOUNTPOINT (a `mount --rw`) has staged into a new bundle on its branch,
     whose parent is the bundle it shows; the mount then shows the new bundle.
 
@@ -82,10 +85,12 @@ def commit(mountpoint: str, message: str, label: str | None, socket_path: str | 
     mp = normalize(mountpoint)
     cfg = load_config()
     author = cfg.author
+    made_from = [i.to_obj() for i in open_api(cfg).inputs(inputs)] if inputs else []
     with _client(socket_path) as client, commit_progress() as progress:
         r = client.call("commit", timeout=COMMIT_TIMEOUT, mountpoint=mp, message=message,
                         label=label, author={"name": author.name, "email": author.email},
-                        store=cfg.store_spec().to_json(), on_progress=progress)
+                        store=cfg.store_spec().to_json(), on_progress=progress,
+                        **({"inputs": made_from} if made_from else {}))
     if as_json:
         r.pop("id", None)
         r.pop("ok", None)

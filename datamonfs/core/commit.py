@@ -10,7 +10,8 @@ subtree, and only directories on the path to a change are written again.
 A changed file (`NewFile`) says which byte ranges may differ from the file it
 started from. FastCDC's cut points depend only on the bytes since the last cut,
 so cutting restarts at the start of the base chunk holding the first changed
-byte, and stops as soon as a new cut lands on an old one past the last change:
+byte (or the byte before it: a cut point also hashes the byte after it), and stops
+as soon as a new cut lands on an old one past the last change:
 the old chunk list's tail is reused as is. The result is the chunk list a fresh
 upload of the new content would produce, at the cost of the changed region.
 
@@ -185,7 +186,10 @@ class TreeCommit:
                          chunklist=base.chunklist, xattrs=f.xattrs)
         old = self.repo.trees.chunks(base) if base else []
         starts = [0, *itertools.accumulate(s for _, s in old)]
-        k = max(0, min(bisect.bisect_right(starts, first) - 1, len(old) - 1))
+        # FastCDC's cut at p also hashes byte p (the next chunk's first), so a change at
+        # a chunk's first byte can move the cut before it: restart at the chunk holding
+        # the byte before the first change.
+        k = max(0, min(bisect.bisect_right(starts, first - 1) - 1, len(old) - 1))
         chunks = old[:k]
         pos = starts[k] if old else 0
         boundaries = {s: i for i, s in enumerate(starts)}
@@ -317,15 +321,18 @@ def bundle_id(bundle: Bundle) -> str:
 def prepare(repo: Repository, repo_name: str, parent: Bundle | None, root: NewDir | Keep,
             message: str, author: Author, on_entry: OnEntry | None = None,
             progress: Callable[[int], None] | None = None,
-            provenance: Provenance = NO_PROVENANCE) -> tuple[Bundle | None, CommitStats]:
+            provenance: Provenance = NO_PROVENANCE, allow_empty: bool = False,
+            ) -> tuple[Bundle | None, CommitStats]:
     """Store every chunk and tree of the new content; the bundle to record (with its
-    id and what it was made from), or None when the tree equals the parent's. Nothing
-    names it yet. `progress` is told the bytes cut as they are."""
+    id and what it was made from), or None when the tree equals the parent's (or is
+    empty, without a parent) unless `allow_empty`. Nothing names it yet. `progress` is
+    told the bytes cut as they are."""
     job = TreeCommit(repo, on_entry, progress=progress)
     entry = job.build(root)
-    if parent is not None and entry.tree == parent.tree:
+    if not allow_empty and parent is not None and entry.tree == parent.tree:
         return None, job.stats
-    if parent is None and entry.files == 0 and not any(repo.trees.entries(entry.tree)):
+    if (not allow_empty and parent is None and entry.files == 0
+            and not any(repo.trees.entries(entry.tree))):
         return None, job.stats
     bundle = Bundle(repo=repo_name, tree=entry.tree, parents=(parent.id,) if parent else (),
                     message=message, author_name=author.name, author_email=author.email,
@@ -349,13 +356,20 @@ def publish(repo: Repository, bundle: Bundle, branch: str, author: Author,
 
 def commit(repo: Repository, repo_name: str, branch: str, parent: Bundle | None,
            root: NewDir | Keep, message: str, author: Author, label: str | None = None,
-           on_entry: OnEntry | None = None) -> CommitResult:
-    """prepare + publish: the new bundle on `branch`, whose parent is `parent`."""
+           on_entry: OnEntry | None = None, provenance: Provenance = NO_PROVENANCE,
+           allow_empty: bool = False, progress: Callable[[int], None] | None = None,
+           ) -> CommitResult:
+    """prepare + publish: the new bundle on `branch`, whose parent is `parent` (what
+    uploads and the Python API's new bundles do). When its tree equals the parent's (see
+    prepare) no bundle is made and `label` is set to the parent."""
     check_name(branch, "branch name")
     if label is not None:
         check_name(label, "label name")
-    bundle, stats = prepare(repo, repo_name, parent, root, message, author, on_entry)
+    bundle, stats = prepare(repo, repo_name, parent, root, message, author, on_entry, progress,
+                            provenance, allow_empty)
     if bundle is None:
+        if label and parent is not None:
+            repo.set_label(repo_name, label, parent.id, author)
         return CommitResult(None, parent, None, stats)
     head = publish(repo, bundle, branch, author, label)
     return CommitResult(bundle, parent, head, stats)

@@ -85,13 +85,16 @@ class Config:
         return StoreSpec.from_environment(self.store, self.credential)
 
 
-def load() -> Config:
-    path = config_path()
+def load(path: str | None = None) -> Config:
+    """The config of `path` (default: config_path()), with the environment's overrides."""
+    by = "" if path else " (named by DATAMONFS_CONFIG)"
+    named = path or os.environ.get("DATAMONFS_CONFIG")
+    path = path or config_path()
     exists = os.path.exists(path)
-    if not exists and os.environ.get("DATAMONFS_CONFIG"):
-        raise ConfigError(f"config {path} (named by DATAMONFS_CONFIG) does not exist; "
-                          "create it with 'datamonfs config create'")
-    values = read_file()
+    if not exists and named:
+        raise ConfigError(f"config {path}{by} does not exist; create it with "
+                          "'datamonfs config create'")
+    values = read_file(path)
     store = ""
     if os.environ.get("DATAMONFS_STORE"):
         store = absolute_url(os.environ["DATAMONFS_STORE"])
@@ -109,9 +112,9 @@ def load() -> Config:
                   exists=exists)
 
 
-def read_file() -> dict:
+def read_file(path: str | None = None) -> dict:
     """The keys the config file sets (none when there is no file), checked."""
-    path = config_path()
+    path = path or config_path()
     if not os.path.exists(path):
         return {}
     try:

@@ -73,3 +73,12 @@ def fixed_prefix(pattern: str | None) -> str:
             break
         fixed.append(name)
     return "".join(n + "/" for n in fixed)
+
+
+def pruner(pattern: str | None) -> Callable[[str], bool] | None:
+    """A walk's `descend` for a pattern: enter only the directories ("a/b/") that can hold
+    a match of its fixed prefix; None (enter all) when it has none."""
+    prefix = fixed_prefix(pattern)
+    if not prefix:
+        return None
+    return lambda sub: sub.startswith(prefix) or prefix.startswith(sub)

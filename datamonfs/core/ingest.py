@@ -14,7 +14,6 @@ import errno
 import os
 import stat
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -23,7 +22,7 @@ from ..errors import DatamonError, NotFound
 from . import rules
 from .chunks import cut
 from .encoding import address
-from .model import DIR, FILE, LINK, Bundle, Entry, Xattrs
+from .model import DIR, FILE, LINK, NO_PROVENANCE, Bundle, Entry, Provenance, Xattrs
 from .names import DEFAULT_BRANCH
 from .repository import BRANCH, LABEL, Author, Repository
 from .trees import DirectoryBuilder, file_entry
@@ -234,36 +233,40 @@ def scan_size(root: str) -> int:
     return total
 
 
-def upload(repo: Repository, repo_name: str, source: str, message: str, author: Author,
-           branch: str = DEFAULT_BRANCH, label: str | None = None,
-           progress: Progress | None = None,
-           allow_empty: bool = False) -> tuple[Bundle, IngestStats]:
-    """Upload `source` as a new bundle on `branch`, optionally labelled. A folder equal to
-    the branch head makes no bundle unless `allow_empty` (as a commit with nothing staged):
-    the head is returned, with stats.new_bundle False (and the label set to it)."""
+def check_target(repo: Repository, repo_name: str, branch: str, label: str | None) -> None:
+    """Before anything is stored: the repo exists, and the branch and label names are
+    free for their kind (a branch may not take a label's name, nor a label a branch's)."""
     repo.get_repo(repo_name)
     repo.check_ref_name(repo_name, BRANCH, branch)
     if label is not None:
         repo.check_ref_name(repo_name, LABEL, label)
+
+
+def check_folder(source: str) -> str:
+    """A folder to upload: its absolute path (NotFound, or a user error for a file)."""
     if not os.path.isdir(source):
         if os.path.exists(source):
             raise DatamonError(f"{source} is not a directory; upload the folder that holds it")
         raise NotFound(f"no directory {source!r} to upload")
+    return os.path.abspath(source)
+
+
+def upload(repo: Repository, repo_name: str, source: str, message: str, author: Author,
+           branch: str = DEFAULT_BRANCH, label: str | None = None,
+           progress: Progress | None = None, allow_empty: bool = False,
+           provenance: Provenance = NO_PROVENANCE) -> tuple[Bundle, IngestStats]:
+    """Upload `source` as a new bundle on `branch`, optionally labelled, recording what it
+    was made from. A folder equal to the branch head makes no bundle unless `allow_empty`
+    (as a commit with nothing staged): the head is returned, with stats.new_bundle False
+    (and the label set to it)."""
+    from .commit import Keep, commit  # commit builds on this module's uploader
+
+    check_target(repo, repo_name, branch, label)
+    job = DirectoryUpload(repo, check_folder(source), progress)
     head = repo.ref_head(repo_name, BRANCH, branch)
-    job = DirectoryUpload(repo, os.path.abspath(source), progress)
     root = job.run()
-    if head is not None and not allow_empty:
-        previous = repo.get_bundle(repo_name, head.bundle)
-        if previous.tree == root.tree:
-            job.stats.new_bundle = False
-            if label:
-                repo.set_label(repo_name, label, previous.id, author)
-            return previous, job.stats
-    bundle = repo.write_bundle(Bundle(
-        repo=repo_name, tree=root.tree, parents=(head.bundle,) if head else (),
-        message=message, author_name=author.name, author_email=author.email,
-        time=time.time_ns(), files=root.files, bytes=root.size))
-    repo.append_ref(repo_name, BRANCH, branch, bundle.id, author)
-    if label:
-        repo.append_ref(repo_name, LABEL, label, bundle.id, author)
-    return bundle, job.stats
+    parent = repo.get_bundle(repo_name, head.bundle) if head else None
+    result = commit(repo, repo_name, branch, parent, Keep(root), message, author, label,
+                    provenance=provenance, allow_empty=allow_empty or parent is None)
+    job.stats.new_bundle = result.bundle is not None
+    return result.bundle or parent, job.stats

@@ -177,13 +177,22 @@ class Input:
 
 @dataclass(frozen=True)
 class Process:
-    """The command that made a bundle (`process` of the bundle record)."""
+    """What made a bundle (`process` of the bundle record): the command line, and where
+    known the host it ran on, the notebook, the code's version and a free description.
+    Empty texts are absent from the record."""
 
     command: tuple[str, ...]
     host: str = ""  # where it ran: the host name (in Kubernetes, the pod's)
+    notebook: str = ""  # the notebook that made it (a path or a name)
+    code_version: str = ""  # e.g. a git commit or a package version
+    description: str = ""  # free text: what was done
 
     def to_obj(self) -> dict:
-        return {"command": list(self.command), **({"host": self.host} if self.host else {})}
+        texts = {name: getattr(self, name) for name in PROCESS_TEXTS}
+        return {"command": list(self.command), **{k: v for k, v in texts.items() if v}}
+
+
+PROCESS_TEXTS = ("host", "notebook", "code_version", "description")  # optional members
 
 
 @dataclass(frozen=True)
@@ -231,11 +240,12 @@ def _parse_inputs(raw: object, where: str) -> tuple[Input, ...]:
 def _parse_process(raw: object, where: str) -> Process:
     if not isinstance(raw, dict):
         raise IntegrityError(f"{where}: field 'process' must be an object")
-    command, host = raw.get("command"), raw.get("host", "")
-    problem = rules.process_problem(command, host)
+    command = raw.get("command")
+    texts = [raw.get(name, "") for name in PROCESS_TEXTS]
+    problem = rules.process_problem(command, *texts)
     if problem:
         raise IntegrityError(f"{where}: malformed process: {problem}")
-    return Process(tuple(command), host)
+    return Process(tuple(command), *texts)
 
 
 @dataclass(frozen=True)

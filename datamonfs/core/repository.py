@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..errors import AlreadyExists, AmbiguousRef, IntegrityError, KeyNotFound, NotFound
+from . import lineage
 from .chunks import ChunkStore
 from .encoding import address, decode, encode, is_address
 from .model import DIR, Bundle, Entry, RefRecord, RepoInfo
@@ -80,11 +81,15 @@ class Repository:
     # -- bundles -------------------------------------------------------------
 
     def write_bundle(self, bundle: Bundle) -> Bundle:
-        """Record a bundle whose tree and chunks are already stored."""
+        """Record a bundle whose tree and chunks are already stored, then the lineage
+        markers of its inputs (core/lineage.py), before any ref can name it."""
         data = encode(bundle.to_obj())
         bundle_id = address(data)
         self.store.put_if_absent(f"bundle/{bundle.repo}/{bundle_id}", data)
-        return Bundle(**{**bundle.__dict__, "id": bundle_id})
+        bundle = Bundle(**{**bundle.__dict__, "id": bundle_id})
+        for key in lineage.marker_keys(bundle):
+            self.store.put_if_absent(key, b"")
+        return bundle
 
     def get_bundle(self, repo: str, bundle_id: str) -> Bundle:
         where = f"bundle {bundle_id[:12]} of {repo!r}"

@@ -58,7 +58,7 @@ MAX_XATTR_BYTES = 64 << 10  # all names and values of one entry
 # bundle record stays small whatever a command line or a pipeline looks like.
 MAX_INPUTS = 1000
 MAX_COMMAND_ARGS = 4096
-MAX_PROCESS_BYTES = 64 << 10  # the command's arguments and the host, in UTF-8, together
+MAX_PROCESS_BYTES = 64 << 10  # every text of a bundle's `process`, in UTF-8, together
 
 
 @dataclass(frozen=True)
@@ -219,19 +219,22 @@ def inputs_problem(inputs: object) -> Problem | None:
     return None
 
 
-def process_problem(command: object, host: object = "") -> Problem | None:
-    """A bundle's `process`: a command line of 1 to MAX_COMMAND_ARGS arguments, text
-    without NUL, and the host it ran on, at most MAX_PROCESS_BYTES of UTF-8 together."""
+def process_problem(command: object, *texts: object) -> Problem | None:
+    """A bundle's `process`: a command line of 1 to MAX_COMMAND_ARGS arguments, and its
+    other texts (host, notebook, code_version, description): all UTF-8 text without NUL,
+    at most MAX_PROCESS_BYTES of UTF-8 together."""
     if not isinstance(command, list) or not 0 < len(command) <= MAX_COMMAND_ARGS:
         return Problem(f"the command must be a list of 1 to {MAX_COMMAND_ARGS} arguments")
     total = 0
-    for text in [*command, host]:
+    for text in [*command, *texts]:
         raw = _utf8(text) if isinstance(text, str) else None
         if raw is None or b"\0" in raw:
-            return Problem("the command's arguments and host must be UTF-8 text without NUL")
+            return Problem("the command's arguments, host, notebook, code version and "
+                           "description must be UTF-8 text without NUL")
         total += len(raw)
     if total > MAX_PROCESS_BYTES:
-        return Problem(f"the command line is longer than {MAX_PROCESS_BYTES} bytes")
+        return Problem(f"the process (command line, host, notebook, code version, "
+                       f"description) is longer than {MAX_PROCESS_BYTES} bytes")
     return None
 
 

@@ -11,4 +11,6 @@
     planting    hostile store content
     fs_api      file system operations driven in-process, without a kernel
     overlays    an overlay written by schema-1 code (tests/data/overlay-v1)
+    serve       `datamonfs serve` on a free loopback port, ended by pid; a token secret
+    tokens      RSA and EC keys, JWKS, and tokens signed every way a hostile client might
 """

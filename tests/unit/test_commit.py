@@ -174,6 +174,8 @@ def test_any_edit_gives_the_chunks_of_a_fresh_upload(local_repo, tmp_path, size,
     changed = []
     if new_size is not None:  # truncate first, so later writes land past the old end
         new = new[:new_size] + bytes(max(0, new_size - len(new)))
+        # as the overlay's base_limit: nothing from the cut on is the base's any more
+        changed.append((new_size, max(len(data), new_size)))
     for at, n in edits:
         new += bytes(max(0, at - len(new)))  # a write past the end leaves a hole
         new[at:at + n] = rng.randbytes(n)

@@ -17,8 +17,9 @@ import sys
 import blake3
 import pytest
 
+from datamonfs.core import lineage
 from datamonfs.core.chunks import cut
-from datamonfs.core.encoding import VERSION, address, encode
+from datamonfs.core.encoding import VERSION, address, encode, is_address
 from datamonfs.core.model import xattrs_to_obj
 from datamonfs.core.repository import BRANCH, LABEL, Repository
 from datamonfs.core.stores.base import check_key
@@ -153,6 +154,9 @@ def test_every_key_is_of_the_layout_and_every_address_matches_its_bytes():
             assert rest[0] == rest[1][:2] and address(data) == rest[1], key
         elif kind == "bundle":
             assert address(data) == rest[1], key
+        elif kind == "lineage":  # lineage/IN-REPO/IN-ID/OUT-REPO/OUT-ID, empty (§2.3)
+            assert len(rest) == 4 and is_address(rest[1]) and is_address(rest[3]), key
+            assert data == b"", key
         else:
             assert kind in ("repo", "ref"), key
 
@@ -169,6 +173,19 @@ def test_every_ref_resolves_to_its_bundle(golden, expected):
     assert [r.name for r in golden.list_refs(expected["repo"], LABEL)] == ["v1"]
     assert [b.id for b in golden.list_bundles(expected["repo"])] == \
         [expected["bundles"][t]["id"] for t in ("D", "C", "B", "A")]
+
+
+def test_lineage_markers_name_what_was_made_from_each_bundle(golden, expected):
+    """§2.3: the reverse index of `inputs`, read back as the lineage of bundle A."""
+    repo = expected["repo"]
+    for made_from, outputs in expected["lineage"].items():
+        assert [list(k) for k in lineage.children(golden.store, repo, made_from)] == outputs
+        graph = lineage.walk(golden.store, golden.get_bundle, golden.get_bundle(repo, made_from),
+                             up=False)
+        assert sorted(list(b) for a, b in graph.edges) == sorted(outputs)
+    c = expected["bundles"]["C"]["id"]
+    graph = lineage.walk(golden.store, golden.get_bundle, golden.get_bundle(repo, c), down=False)
+    assert graph.edges == [((repo, expected["bundles"]["A"]["id"]), (repo, c))]
 
 
 @pytest.mark.parametrize("tag", ["A", "B", "C", "D"])
