@@ -42,6 +42,7 @@ def browser(tmp_path):
                  "--disable-component-update", "--disable-sync", "--window-size=1280,900",
                  f"--user-data-dir={tmp_path / 'chromium'}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, CSP reports
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
@@ -148,6 +149,8 @@ def test_browse_preview_download_and_diff(serve, tiles, browser, tmp_path):
     b.get(f"{s.url}/ui/repos/imagery/refs/v2/lineage")
     assert "Made from" in b.page_source
     _shot(b, "7-lineage")
+    # nothing on any page broke the pages' Content-Security-Policy
+    assert not [e for e in b.get_log("browser") if "Content Security Policy" in e["message"]]
     for shot in sorted(b.shots.iterdir()):
         assert shot.stat().st_size > 5000, shot
     keep = os.environ.get("DATAMONFS_UI_SHOTS")  # scripts may collect them (README)
