@@ -54,11 +54,13 @@ def load_config() -> config_mod.Config:
 
 def open_api(cfg: config_mod.Config | None = None, write: bool = False) -> Store:
     """The config's store through the Python API (what the commands are a layer over).
-    Only commands that write (`write`) may create a local store's directory; they ask
-    for the config's author first, as before anything else."""
+    Only commands that write (`write`) may create a local store's directory; they then
+    ask for the config's author, before anything is written."""
     cfg = cfg or load_config()
-    author = cfg.author if write else None
-    return Store(cfg, cfg.store_spec(), author, create=write or cfg.store_is_default)
+    store = Store(cfg, cfg.store_spec(), create=write or cfg.store_is_default)
+    if write:
+        store.author  # noqa: B018 -- ConfigError now when no author is configured
+    return store
 
 
 def open_repository(cfg: config_mod.Config | None = None, write: bool = False) -> Repository:
