@@ -1,8 +1,9 @@
 """The local block cache and metadata cache, shared by every datamonfs process.
 
     blocks, meta = open_cache(cfg)              # once per process (memoized)
-    repo, reader = cached_repository(cfg)       # a Repository reading metadata through
-                                                # `meta`, and a ChunkReader through `blocks`
+    repo = open_repository(cfg)                 # a Repository reading metadata through
+                                                # `meta`, knowing the store's packs (LMDB)
+    repo, reader = cached_repository(cfg)       # that, and a ChunkReader through `blocks`
     FileReader(reader, chunks).read(offset, n)  # ranges of one file, with read-ahead
 
 Open the cache after forking, not before: an LMDB environment belongs to the
@@ -21,11 +22,13 @@ from ..core.stores import open_store
 from .blocks import BlockCache, default_limit
 from .file_reader import FileReader
 from .index import CacheIndex, clear_unused
+from .locations import LmdbLocations, clear_locations
 from .meta import LmdbMetaCache
 from .reader import CachedChunkReader
 
-__all__ = ["BlockCache", "CachedChunkReader", "FileReader", "LmdbMetaCache", "cached_repository",
-           "clear_unused", "open_cache"]
+__all__ = ["BlockCache", "CachedChunkReader", "FileReader", "LmdbLocations", "LmdbMetaCache",
+           "cached_repository", "clear_locations", "clear_unused", "open_cache",
+           "open_repository"]
 
 _opened: dict[str, tuple[BlockCache, LmdbMetaCache]] = {}
 _opened_lock = threading.Lock()
@@ -44,12 +47,19 @@ def open_cache(cfg: Config) -> tuple[BlockCache, LmdbMetaCache]:
         return _opened[directory]
 
 
-def cached_repository(cfg: Config) -> tuple[Repository, CachedChunkReader]:
-    """A Repository of cfg.store reading metadata through the cache, and a chunk
-    reader through it (close the reader when done)."""
+def open_repository(cfg: Config) -> Repository:
+    """A Repository of cfg.store reading metadata through the cache, and keeping what it
+    learns of the store's packs in it."""
     blocks, meta = open_cache(cfg)
-    repo = Repository(open_store(cfg.store), meta_cache=meta)
-    return repo, CachedChunkReader(blocks, repo.chunks)
+    store = open_store(cfg.store)
+    return Repository(store, meta_cache=meta, locations=LmdbLocations(blocks.index, store.url))
+
+
+def cached_repository(cfg: Config) -> tuple[Repository, CachedChunkReader]:
+    """open_repository, and a chunk reader through the block cache (close the reader
+    when done)."""
+    repo = open_repository(cfg)
+    return repo, CachedChunkReader(open_cache(cfg)[0], repo.chunks)
 
 
 def _close_all() -> None:

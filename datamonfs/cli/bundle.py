@@ -38,7 +38,8 @@ def upload(repo: str, directory: str, message: str, label: str | None, branch: s
         b, stats = ingest.upload(repository, repo, directory, message, cfg.author,
                                  branch=branch, label=label, progress=progress)
     info(f"{stats.files} files, {human_size(stats.bytes)}; {stats.chunks_uploaded} of "
-         f"{stats.chunks} chunks uploaded ({human_size(stats.bytes_uploaded)})")
+         f"{stats.chunks} chunks uploaded ({human_size(stats.bytes_uploaded)} in "
+         f"{stats.packs} pack{'s' if stats.packs != 1 else ''})")
     click.echo(b.id)
 
 

@@ -11,10 +11,9 @@ from typing import Iterator
 
 import click
 
-from ..cache import open_cache
+from .. import cache
 from ..core import config as config_mod
 from ..core.repository import Repository
-from ..core.stores import open_store
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 socket_option = click.option(
@@ -29,8 +28,7 @@ def load_config() -> config_mod.Config:
 
 def open_repository(cfg: config_mod.Config | None = None) -> Repository:
     """The store of the config, reading metadata objects through the shared cache."""
-    cfg = cfg or load_config()
-    return Repository(open_store(cfg.store), meta_cache=open_cache(cfg)[1])
+    return cache.open_repository(cfg or load_config())
 
 
 def emit_json(doc) -> None:

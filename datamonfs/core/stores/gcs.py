@@ -75,10 +75,17 @@ class GCSStore(Store):
         return self._call(key, blob.download_as_bytes, checksum=None)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes [start, start + length) of a key, fewer past its end (as a file's pread)."""
         if length <= 0:
             return b""
         blob = self._blob(key)
-        return self._call(key, blob.download_as_bytes, start=start, end=start + length - 1, checksum=None)
+        try:
+            return self._call(key, blob.download_as_bytes, start=start, end=start + length - 1,
+                              checksum=None)
+        except StoreUnavailable as e:  # 416: the range starts past the end
+            if isinstance(e.__cause__, self._gexc.RequestRangeNotSatisfiable):
+                return b""
+            raise
 
     def put(self, key: str, data: bytes) -> None:
         blob = self._blob(key)
