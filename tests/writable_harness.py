@@ -229,8 +229,8 @@ def tree_snapshot(repo, tree: str, prefix: str = "") -> dict:
             out[rel] = ("link", entry.target)
         else:
             h = hashlib.blake2b(digest_size=16)
-            for addr, size in repo.trees.chunks(entry):
-                h.update(repo.chunks.read_chunk(addr, size))
+            for data in repo.chunks.read_chunks(repo.trees.chunks(entry)):
+                h.update(data)
             out[rel] = ("file", entry.mode, entry.size, h.hexdigest())
     return out
 
