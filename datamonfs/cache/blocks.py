@@ -89,6 +89,57 @@ class BlockCache:
         self._count("hits" if data is not None else "misses")
         return data
 
+    def get_many(self, refs: Sequence[tuple[str, int]]) -> list[bytes | None]:
+        """get() of each (address, listed size), with one index transaction, and one read
+        for neighbouring chunks of one block file (a run fetched together is read together)."""
+        env = self.index.env
+        if env is None:
+            self._count("misses", len(refs))
+            return [None] * len(refs)
+        with env.begin(db=self.index.blocks_db) as txn:
+            raws = [txn.get(addr.encode()) for addr, _ in refs]
+        out: list[bytes | None] = [None] * len(refs)
+        group: list[tuple[int, Record]] = []  # neighbours in one file: (position, record)
+        for i, ((addr, size), raw) in enumerate(zip(refs, raws)):
+            rec = Record.unpack(raw) if raw else None
+            if rec is not None and rec.size != size:
+                raise IntegrityError(f"chunk {addr} has {rec.size} bytes, not the {size} its "
+                                     "file lists")
+            if rec is None or not group or rec.token != group[-1][1].token or \
+                    rec.offset != group[-1][1].offset + group[-1][1].size:
+                self._read_group(refs, raws, group, out)
+                group = []
+            if rec is not None:
+                group.append((i, rec))
+            elif raw is not None:
+                self._drop(refs[i][0].encode(), raw)
+        self._read_group(refs, raws, group, out)
+        hits = sum(data is not None for data in out)
+        self._count("hits", hits)
+        self._count("misses", len(refs) - hits)
+        return out
+
+    def _read_group(self, refs, raws, group: list[tuple[int, Record]], out: list) -> None:
+        if not group:
+            return
+        first, last = group[0][1], group[-1][1]
+        token = first.token
+        data = _pread(self.index.files.block_path(token), first.offset,
+                      last.offset + last.size - first.offset)
+        view = memoryview(data or b"")
+        for i, rec in group:
+            piece = view[rec.offset - first.offset:rec.offset - first.offset + rec.size]
+            if len(piece) == rec.size and piece_digests(piece) == rec.digests:
+                out[i] = bytes(piece)
+            else:
+                if data is not None:
+                    log.warning("cached block %s is corrupt (size or checksum mismatch); "
+                                "dropped it, its chunks will be fetched again",
+                                self.index.files.block_path(token))
+                self._drop(refs[i][0].encode(), raws[i])
+                return  # the rest of the file went with it
+        self._touch(token)
+
     def _read(self, addr: str, start: int, end: int | None, size: int | None) -> bytes | None:
         key = addr.encode()
         raw = self._entry(key)

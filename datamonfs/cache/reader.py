@@ -51,7 +51,7 @@ class CachedChunkReader:
         if self.cache is None:
             with deadline():
                 return self._load(list(refs))
-        out: list[bytes | None] = [self.cache.get(ref.addr, ref.size) for ref in refs]
+        out = self.cache.get_many([ref.content for ref in refs])
         missing = {ref.addr: ref for ref, data in zip(refs, out) if data is None}
         if missing:
             got = self._fetch(list(missing.values()))

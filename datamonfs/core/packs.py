@@ -189,15 +189,17 @@ class PackWriter:
         """Send the open pack to be stored (waiting while UPLOADS others are) and open another."""
         if not self.parts:
             return
-        index, data = PackIndex(self.id, tuple(self.listed)), b"".join(self.parts)
+        index, parts = PackIndex(self.id, tuple(self.listed)), self.parts
         self._open()
         self.slots.acquire()
         self.packs += 1
-        self.pool.submit(self._store, index, data)
+        self.pool.submit(self._store, index, parts)
 
-    def _store(self, index: PackIndex, data: bytes) -> None:
+    def _store(self, index: PackIndex, parts: list[bytes]) -> None:
         try:
             if self.error is None:
+                data = b"".join(parts)  # here, not in the thread that cuts
+                parts.clear()
                 self.chunks.store.put(self.chunks.pack_key(index.pack), data)
                 self.chunks.store.put(self.chunks.index_key(index.pack), encode(index.to_obj()))
                 self.stored(index)
