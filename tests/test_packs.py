@@ -430,3 +430,53 @@ def test_a_store_of_format_1_is_read_and_committed_on_by_format_2(cli, daemon, t
     p = subprocess.run(old + ["bundle", "get", f"r:{new_id}"], env=old_env, capture_output=True,
                        text=True, cwd=format_1_code)
     assert p.returncode == 4 and "upgrade datamonfs" in p.stderr
+
+
+# -- packs and locations, one part at a time -------------------------------------------
+
+
+def test_packs_are_sealed_by_size_and_by_age(tmp_path, monkeypatch):
+    from datamonfs.core import packs
+
+    store = ChunkStore(open_store(str(tmp_path / "store")))
+    stored = []
+    monkeypatch.setattr(packs, "PACK_TARGET", 100)
+    writer = packs.PackWriter(store, stored.append)
+    refs = [writer.add(address(d), d) for d in (b"a" * 60, b"b" * 30, b"c" * 20, b"d" * 200)]
+    writer.finish()
+    assert sorted(len(i.chunks) for i in stored) == [1, 1, 2]  # 60+30 | 20 | 200 (longer: alone)
+    assert refs[1].pack == refs[0].pack != refs[2].pack != refs[3].pack
+    assert (refs[0].offset, refs[1].offset, refs[2].offset) == (0, 60, 0)
+    for ref, data in zip(refs, (b"a" * 60, b"b" * 30, b"c" * 20, b"d" * 200)):
+        assert store.read_chunk(ref) == data
+
+    monkeypatch.setattr(packs, "PACK_TARGET", 1 << 30)
+    monkeypatch.setattr(packs, "PACK_AGE", 0.0)  # every chunk waited too long: a pack each
+    stored.clear()
+    writer = packs.PackWriter(store, stored.append)
+    for d in (b"e", b"f", b"g"):
+        writer.add(address(d), d)
+    writer.finish()
+    assert len(stored) == 3
+
+
+def test_the_pack_with_the_smallest_id_wins_and_stores_do_not_mix(tmp_path):
+    from datamonfs.cache import LmdbLocations
+    from datamonfs.cache.index import CacheIndex
+    from datamonfs.core.packs import MemoryLocations
+
+    a, b = address(b"a"), address(b"b")
+    high = PackIndex("f" * 64, ((a, 0, 1), (b, 1, 1)))
+    low = PackIndex("0" * 64, ((b, 0, 1),))
+    index = CacheIndex(str(tmp_path / "cache"))
+    try:
+        for where in (MemoryLocations(), LmdbLocations(index, "file:///one")):
+            where.add(high)
+            where.add(low)
+            where.add(high)  # read again: still the smallest
+            assert where.find(b).pack == "0" * 64 and where.find(a).offset == 0
+            assert where.unseen(["f" * 64, "0" * 64, "1" * 64]) == ["1" * 64]
+        other = LmdbLocations(index, "gs://two")
+        assert other.find(a) is None and other.unseen(["f" * 64]) == ["f" * 64]
+    finally:
+        index.close()
