@@ -12,20 +12,33 @@ PEERS := dvc==3.67.1 moto[server]==5.2.5
 PYTEST_ARGS ?=
 SIZE ?= default
 
-.PHONY: demo test bench deps apt venv clean
+.PHONY: demo test check bench deps apt kubectl venv clean
 
 demo: deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
+# Every test: the unit tier, then the integration tier (real mounts, daemons, the GCS emulator).
 test: deps
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
+
+# Before every commit, in about a minute: the linter and the unit tier without the emulator.
+check: deps
+	$(VENV)/bin/ruff check datamonfs tests scripts
+	$(VENV)/bin/pytest -q -m "not gcs" $(PYTEST_ARGS) tests/unit
 
 bench: deps $(VENV)/.bench-installed $(PEERS_VENV)/.installed
 	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(BENCH_APT_PACKAGES)"
 	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(PEERS_VENV)/bin:$$PATH" \
 		$(VENV)/bin/python scripts/bench.py --size $(SIZE)
 
-deps: apt venv
+deps: apt kubectl venv
+
+# `kubectl kustomize` renders packaging/k8s offline in the tests. Checked by command, not by
+# package: a kubectl from another repository serves as well as Debian's kubernetes-client.
+kubectl:
+	@command -v kubectl >/dev/null || { echo "installing kubernetes-client (kubectl)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		kubernetes-client >/dev/null; }
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \

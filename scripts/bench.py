@@ -95,7 +95,7 @@ def hold_work_dir() -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise SystemExit("another benchmark run is using bench/work; wait for it to finish")
+        raise SystemExit("another benchmark run is using bench/work; wait for it to finish") from None
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ step datamonfs config create --name "Ada" --email ada@example.org
 step datamonfs repo create imagery -d "satellite tiles"
 python scripts/make_sample.py "$home/tiles"
 step datamonfs bundle upload imagery "$home/tiles" -m "first cut" --label v1
-step datamonfs bundle files imagery:v1 --prefix tiles/tile_00
+step datamonfs bundle files imagery:v1 --filter 'tiles/tile_00*'
 echo "one more tile" > "$home/tiles/tiles/extra.txt"
 printf 'tile,lat,lon\n' > "$home/tiles/index.csv"
 step datamonfs bundle upload imagery "$home/tiles" -m "second cut" --label v2
-step datamonfs bundle list imagery
+step datamonfs bundle list imagery -n 5
 step datamonfs bundle diff imagery:v1 imagery:v2
 step datamonfs bundle download imagery:v1 "$home/copy"
 cmp "$home/copy/mosaic.raw" "$home/tiles/mosaic.raw" && echo "mosaic.raw downloaded intact"
@@ -40,7 +40,7 @@ rm "$home/mnt/tiles/tile_019.bin"
 step datamonfs status "$home/mnt"
 step datamonfs commit "$home/mnt" -m "cleaned tiles" --label v3
 step datamonfs unmount "$home/mnt"
-step datamonfs bundle list imagery
+step datamonfs bundle list imagery -n 5
 step datamonfs bundle diff imagery:v2 imagery:v3
 step datamonfs daemon stop
 echo

@@ -4,18 +4,20 @@ writers add to it (docs/FORMAT.md §12).
     python scripts/make_golden_store.py [DIR]        (DIR defaults to tests/data)
 
 copies DIR/golden-store/ (format 1, written by the writers of version 1 and kept as it
-is: today's writers no longer write format 1) to DIR/golden-store-v2/, adds two bundles
-of format 2 and writes DIR/golden-store-v2.json (what a reader must find in it):
-- C, the head of main: a commit on bundle B, with the core's commit, that changes one
+is: today's writers no longer write format 1; its bundles A, B and C) to
+DIR/golden-store-v2/, adds two bundles of format 2 and writes DIR/golden-store-v2.json
+(what a reader must find in it):
+- D, the head of main: a commit on bundle B, with the core's commit, that changes one
   byte of `seventeen.bin` (its first ten chunks stay the loose chunks of format 1, the
   re-cut rest goes into a pack: a chunk list of both kinds) and adds `packed.txt`;
   the untouched subtrees stay the trees of format 1;
-- D, branch `packed`: bundle A's description written by today's writers, every chunk in
+- E, branch `packed`: bundle A's description written by today's writers, every chunk in
   packs (several: packs are sealed at PACK_BYTES here), the 17-chunk file in a chunks
-  object with a pack table.
-tests/test_golden_store.py reads both golden stores with today's code and builds this
-one again with `build` to compare byte for byte, so a change of the format shows up as a
-failing test. Run this only when the format changes on purpose (and update
+  object with a pack table; made by a command from bundle A, so its record of format 2
+  carries provenance (`inputs`, `process`).
+tests/unit/test_golden_store.py reads both golden stores with today's code and builds
+this one again with `build` to compare byte for byte, so a change of the format shows
+up as a failing test. Run this only when the format changes on purpose (and update
 docs/FORMAT.md with it).
 
 Everything is written by the library's own writers (DirectoryBuilder, file_entry,
@@ -51,7 +53,7 @@ from datamonfs.core import commit, packs, repository, trees  # noqa: E402
 from datamonfs.core.chunks import cut  # noqa: E402
 from datamonfs.core.encoding import VERSION, address  # noqa: E402
 from datamonfs.core.ingest import ChunkUploader, UploadStats  # noqa: E402
-from datamonfs.core.model import LINK, Bundle, Entry  # noqa: E402
+from datamonfs.core.model import LINK, Bundle, Entry, Input, Process, Provenance  # noqa: E402
 from datamonfs.core.repository import BRANCH, Author, Repository  # noqa: E402
 from datamonfs.core.stores.local import LocalStore  # noqa: E402
 
@@ -181,12 +183,12 @@ def _packs():
         yield
 
 
-SEVENTEEN_C = b"".join(TINY[:10]) + b"chunk 1X\n" + b"".join(TINY[11:])
+SEVENTEEN_D = b"".join(TINY[:10]) + b"chunk 1X\n" + b"".join(TINY[11:])
 PACKED = b"written by format 2, in a pack\n"
 
 
-def bundle_c(repo: Repository, b: Bundle, expected_b: dict) -> tuple[Bundle, dict]:
-    """A commit on B: one byte of seventeen.bin changed, packed.txt added."""
+def bundle_d(repo: Repository, b: Bundle, expected_b: dict) -> tuple[Bundle, dict]:
+    """Bundle D, a commit on B: one byte of seventeen.bin changed, packed.txt added."""
     old = repo.trees.lookup(b.tree, "seventeen.bin")
     at = 10 * len(TINY[0]) + 7
 
@@ -195,16 +197,16 @@ def bundle_c(repo: Repository, b: Bundle, expected_b: dict) -> tuple[Bundle, dic
 
     changes = {
         "packed.txt": commit.NewFile(0o644, T + 30, len(PACKED), content(PACKED)),
-        "seventeen.bin": commit.NewFile(0o600, T + 30, len(SEVENTEEN_C), content(SEVENTEEN_C),
+        "seventeen.bin": commit.NewFile(0o600, T + 30, len(SEVENTEEN_D), content(SEVENTEEN_D),
                                         old, ((at, at + 1),)),
     }
     root = commit.NewDir(0o755, T + 30, b.tree, lambda: sorted(changes.items()))
-    with mock.patch.object(commit, "time", SimpleNamespace(time_ns=lambda: T + 400 * S)), \
-            _clock(T + 401 * S, "1111111111111111"):
-        result = commit.commit(repo, REPO, "main", b, root, "third bundle: a commit in format 2",
+    with mock.patch.object(commit, "time", SimpleNamespace(time_ns=lambda: T + 500 * S)), \
+            _clock(T + 501 * S, "1111111111111111"):
+        result = commit.commit(repo, REPO, "main", b, root, "fourth bundle: a commit in format 2",
                                AUTHOR)
     entries = dict(expected_b)
-    for name, data in (("packed.txt", PACKED), ("seventeen.bin", SEVENTEEN_C)):
+    for name, data in (("packed.txt", PACKED), ("seventeen.bin", SEVENTEEN_D)):
         e = repo.trees.lookup(result.bundle.tree, name)
         refs = repo.trees.chunks(e)
         entries[name] = {"kind": "file", "mode": e.mode, "mtime": e.mtime, "size": e.size,
@@ -212,6 +214,9 @@ def bundle_c(repo: Repository, b: Bundle, expected_b: dict) -> tuple[Bundle, dic
                          "packs": len({r.pack for r in refs if r.pack}),
                          "loose": sum(r.pack is None for r in refs)}
     return result.bundle, entries
+
+
+MADE_BY = Process(("python3", "clean.py", "--in", "/data/in"), "node-1")
 
 
 def build(root: str, v1: str) -> dict:
@@ -228,30 +233,32 @@ def build(root: str, v1: str) -> dict:
     a, b = doc["bundles"]["A"]["id"], doc["bundles"]["B"]["id"]
     doc["format"] = VERSION
     with _packs():
-        c, entries = bundle_c(repo, repo.get_bundle(REPO, b), doc["bundles"]["B"]["entries"])
-        doc["bundles"]["C"] = {"id": c.id, "tree": c.tree, "parents": [b], "time": c.time,
-                               "files": c.files, "bytes": c.bytes, "message": c.message,
+        d, entries = bundle_d(repo, repo.get_bundle(REPO, b), doc["bundles"]["B"]["entries"])
+        doc["bundles"]["D"] = {"id": d.id, "tree": d.tree, "parents": [b], "time": d.time,
+                               "files": d.files, "bytes": d.bytes, "message": d.message,
                                "entries": entries}
         repo.refresh_locations()
         uploader = ChunkUploader(repo, UploadStats())
         writer = _Writer(repo, uploader)
         top = writer.entry("", tree_a())
         uploader.finish()
-    message = "fourth bundle: the first one's files, written in format 2"
-    d = repo.write_bundle(Bundle(REPO, top.tree, (), message, AUTHOR.name, AUTHOR.email,
-                                 T + 500 * S, top.files, top.size))
-    doc["bundles"]["D"] = {"id": d.id, "tree": d.tree, "parents": [], "time": d.time,
-                           "files": d.files, "bytes": d.bytes, "message": message,
-                           "entries": writer.expected}
-    with _clock(T + 501 * S, "2222222222222222"):
-        repo.append_ref(REPO, BRANCH, "packed", d.id, AUTHOR)
+    message = "fifth bundle: the first one's files, written in format 2 by a command"
+    made_from = Provenance((Input(REPO, a),), MADE_BY)
+    e = repo.write_bundle(Bundle(REPO, top.tree, (), message, AUTHOR.name, AUTHOR.email,
+                                 T + 600 * S, top.files, top.size, made_from.inputs,
+                                 made_from.process))
+    doc["bundles"]["E"] = {"id": e.id, "tree": e.tree, "parents": [], "time": e.time,
+                           "files": e.files, "bytes": e.bytes, "message": message,
+                           "entries": writer.expected, **made_from.to_obj()}
+    with _clock(T + 601 * S, "2222222222222222"):
+        repo.append_ref(REPO, BRANCH, "packed", e.id, AUTHOR)
     store.close()
     os.rmdir(os.path.join(root, ".tmp"))
-    doc["logs"] = {"branch/main": [c.id, b, a], "branch/dev": [a], "branch/packed": [d.id],
-                   "label/v1": [a]}
-    doc["refs"] = {REPO: c.id, f"{REPO}:main": c.id, f"{REPO}:dev": a, f"{REPO}:v1": a,
-                   f"{REPO}:packed": d.id, f"{REPO}:{a[:8]}": a, f"{REPO}:{b[:8]}": b,
-                   f"{REPO}:{c.id[:8]}": c.id, f"{REPO}:{d.id[:8]}": d.id}
+    # Newest first; REF as the CLI takes it (label, branch, bundle id prefix).
+    doc["logs"]["branch/main"].insert(0, d.id)
+    doc["logs"]["branch/packed"] = [e.id]
+    doc["refs"] |= {REPO: d.id, f"{REPO}:main": d.id, f"{REPO}:packed": e.id,
+                    f"{REPO}:{d.id[:8]}": d.id, f"{REPO}:{e.id[:8]}": e.id}
     return doc
 
 

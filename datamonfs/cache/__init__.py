@@ -18,7 +18,7 @@ import threading
 
 from ..core.config import Config
 from ..core.repository import Repository
-from ..core.stores import open_store
+from ..core.stores import StoreSpec, open_store
 from .blocks import BlockCache, default_limit
 from .file_reader import FileReader
 from .index import CacheIndex, clear_unused
@@ -47,18 +47,24 @@ def open_cache(cfg: Config) -> tuple[BlockCache, LmdbMetaCache]:
         return _opened[directory]
 
 
-def open_repository(cfg: Config) -> Repository:
-    """A Repository of cfg.store reading metadata through the cache, and keeping what it
-    learns of the store's packs in it."""
+def open_repository(cfg: Config, store: StoreSpec | None = None, create: bool = False
+                    ) -> Repository:
+    """A Repository of `store` (default: cfg's) reading metadata through the cache, and
+    keeping what it learns of the store's packs in it. Chunks and metadata objects are
+    named by their content, so one cache serves every store; pack locations are kept per
+    store. Only writers (`create`), or the default store, may create a local store's
+    directory."""
     blocks, meta = open_cache(cfg)
-    store = open_store(cfg.store)
-    return Repository(store, meta_cache=meta, locations=LmdbLocations(blocks.index, store.url))
+    opened = open_store(store or cfg.store_spec(),
+                        create=create or (store is None and cfg.store_is_default))
+    return Repository(opened, meta_cache=meta, locations=LmdbLocations(blocks.index, opened.url))
 
 
-def cached_repository(cfg: Config) -> tuple[Repository, CachedChunkReader]:
+def cached_repository(cfg: Config, store: StoreSpec | None = None, create: bool = False
+                      ) -> tuple[Repository, CachedChunkReader]:
     """open_repository, and a chunk reader through the block cache (close the reader
     when done)."""
-    repo = open_repository(cfg)
+    repo = open_repository(cfg, store, create)
     return repo, CachedChunkReader(open_cache(cfg)[0], repo.chunks)
 
 

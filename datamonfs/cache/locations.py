@@ -8,7 +8,8 @@ STORE is the first 8 bytes of the BLAKE3 of the store's URL (one cache serves ev
 store a user works with; what one store holds says nothing of another), PACK and ADDR
 are 32 raw bytes. A chunk in several packs keeps the location in the smallest pack id.
 When LMDB cannot be written (a full disk), what could not be recorded is kept in
-memory for this process.
+memory for this process; if what could not be written is that packs are gone, LMDB is
+not consulted again by this process (it would name locations that are no more).
 """
 
 from __future__ import annotations
@@ -31,17 +32,56 @@ class LmdbLocations:
         self.index = index
         self.store = blake3.blake3(store_url.encode()).digest()[:8]
         self.memory = MemoryLocations()  # what LMDB could not take
+        self.trusted = True  # False: LMDB holds packs that are gone; memory only
+
+    @property
+    def env(self):
+        return self.index.env if self.trusted else None
 
     def unseen(self, packs: Iterable[str]) -> list[str]:
         packs = self.memory.unseen(packs)
-        env = self.index.env
+        env = self.env
         if env is None:
             return packs
         with env.begin(db=self.index.packs_db) as txn:
             return [p for p in packs if txn.get(self.store + bytes.fromhex(p)) is None]
 
+    def keep_only(self, packs: set[str]) -> int:
+        forgotten = self.memory.keep_only(packs)
+        env = self.env
+        if env is None:
+            return forgotten
+        try:
+            with env.begin(write=True) as txn:
+                gone = {key for key in self._keys(txn, self.index.packs_db)
+                        if key[8:].hex() not in packs}
+                if gone:  # rare (a store made anew): one pass over this store's locations
+                    for key in gone:
+                        txn.delete(key, db=self.index.packs_db)
+                    packed_in = {key[8:] for key in gone}
+                    cursor = txn.cursor(db=self.index.chunkloc_db)
+                    for key in self._keys(txn, self.index.chunkloc_db):
+                        if cursor.set_key(key) and cursor.value()[:32] in packed_in:
+                            cursor.delete()
+        except lmdb.Error as e:
+            self.index.unwritable(e)
+            self.trusted = False
+            return forgotten
+        return forgotten + len(gone)
+
+    def _keys(self, txn, db) -> list[bytes]:
+        """The keys of this store in `db`."""
+        cursor = txn.cursor(db=db)
+        out = []
+        if cursor.set_range(self.store):
+            for key in cursor.iternext(values=False):
+                if not key.startswith(self.store):
+                    break
+                out.append(bytes(key))
+        return out
+
     def add(self, index: PackIndex) -> None:
-        env = self.index.env
+        env = self.env
         if env is None:
             self.memory.add(index)
             return
@@ -60,7 +100,7 @@ class LmdbLocations:
 
     def find(self, addr: str) -> ChunkRef | None:
         ref = self.memory.find(addr)
-        env = self.index.env
+        env = self.env
         if ref is not None or env is None:
             return ref
         with env.begin(db=self.index.chunkloc_db) as txn:

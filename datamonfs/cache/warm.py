@@ -1,4 +1,4 @@
-"""Warming the cache with a bundle, or with its files under a path prefix."""
+"""Warming the cache with a bundle, or with its files matching a filter (core.globs)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,28 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
 from ..core.chunks import MAX_RUN, ChunkRef, take_batch
+from ..core.globs import fixed_prefix, matcher
 from ..core.model import FILE, Bundle, Entry
 from ..core.repository import Repository
 from .reader import CachedChunkReader
 
 
-def files(repo: Repository, bundle: Bundle, prefix: str = "") -> Iterator[tuple[str, Entry]]:
-    """The files whose path starts with `prefix`, entering only directories that can hold one."""
+def files(repo: Repository, bundle: Bundle, pattern: str | None = None
+          ) -> Iterator[tuple[str, Entry]]:
+    """The files matching `pattern`, entering only directories that can hold one."""
+    prefix, wanted = fixed_prefix(pattern), matcher(pattern)
+
     def descend(sub: str) -> bool:
         return sub.startswith(prefix) or prefix.startswith(sub)
 
     for path, entry in repo.walk(bundle, descend):
-        if entry.kind == FILE and path.startswith(prefix):
+        if entry.kind == FILE and wanted(path):
             yield path, entry
 
 
-def warm(repo: Repository, reader: CachedChunkReader, bundle: Bundle, prefix: str = "",
+def warm(repo: Repository, reader: CachedChunkReader, bundle: Bundle, pattern: str | None = None,
          progress: Callable[[int], None] | None = None, workers: int = 8) -> None:
-    """Fetch into the cache every chunk of the files under `prefix` not cached yet, in
+    """Fetch into the cache every chunk of the files matching `pattern` not cached yet, in
     batches of neighbouring chunks (of one file or of many small ones)."""
     pending: deque = deque()
     queued: deque[ChunkRef] = deque()
@@ -47,7 +51,7 @@ def warm(repo: Repository, reader: CachedChunkReader, bundle: Bundle, prefix: st
             settle_oldest()
 
     with ThreadPoolExecutor(workers, thread_name_prefix="datamonfs-warm") as pool:
-        for _, entry in files(repo, bundle, prefix):
+        for _, entry in files(repo, bundle, pattern):
             refs = repo.trees.chunks(entry)
             queued.extend(refs)
             queued_bytes += sum(r.size for r in refs)

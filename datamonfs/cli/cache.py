@@ -5,7 +5,11 @@ from __future__ import annotations
 import click
 
 from ..cache import CachedChunkReader, clear_locations, clear_unused, open_cache, warm
-from .common import emit_json, human_size, info, json_option, load_config, open_repository, progress_bar
+from .bundle import filter_option
+from .common import (emit_json, human_size, info, json_option, load_config, open_repository,
+                     progress_bar, socket_option)
+from .completion import complete_ref
+from .node import locality
 
 
 @click.group()
@@ -20,12 +24,16 @@ def cache() -> None:
 
 
 @cache.command("status")
+@click.argument("refs", nargs=-1, metavar="[REF]...")
+@socket_option
 @json_option
-def status(as_json: bool) -> None:
-    """Size, limit, entries and hit/miss counts of the cache."""
-    stats = open_cache(load_config())[0].stats()
+def status(refs: tuple[str, ...], socket_path: str | None, as_json: bool) -> None:
+    """Size, limit, entries and hit/miss counts of the cache, and how much of each bundle
+    it holds: of each REF, and, when a daemon runs, of the bundles it mounted lately."""
+    found = locality(refs, socket_path)
+    stats, bundles = found["cache"], found["bundles"]
     if as_json:
-        emit_json(stats)
+        emit_json({**stats, "bundles": bundles})
         return
     share = 100 * stats["size"] / stats["limit"]
     click.echo(f"directory\t{stats['directory']}" + ("" if stats["available"] else " (unusable)"))
@@ -35,19 +43,23 @@ def status(as_json: bool) -> None:
     click.echo(f"hits\t{stats['hits']}")
     click.echo(f"misses\t{stats['misses']}")
     click.echo(f"fetched\t{human_size(stats['bytes_fetched'])}")
+    for b in bundles:
+        names = "".join(f" {b['repo']}:{n}" for n in b["labels"])
+        click.echo(f"bundle\t{b['repo']}:{b['bundle'][:12]}{names}\t{100 * b['fraction']:.0f}% "
+                   f"of {human_size(b['bytes'])} cached")
 
 
 @cache.command("prefetch")
-@click.argument("ref")
-@click.option("--prefix", default="", help="Only files whose path starts with this.")
-def prefetch(ref: str, prefix: str) -> None:
+@click.argument("ref", shell_complete=complete_ref)
+@filter_option
+def prefetch(ref: str, pattern: str | None) -> None:
     """Fetch the files of bundle REF (REPO:REF) into the cache."""
     cfg = load_config()
     blocks, _ = open_cache(cfg)
     repository = open_repository(cfg)
     b = repository.resolve(ref)
     count = total = 0
-    for _, entry in warm.files(repository, b, prefix):
+    for _, entry in warm.files(repository, b, pattern):
         count += 1
         total += entry.size
     if total > blocks.limit:
@@ -57,7 +69,7 @@ def prefetch(ref: str, prefix: str) -> None:
     reader = CachedChunkReader(blocks, repository.chunks)
     try:
         with progress_bar(total, "prefetching") as progress:
-            warm.warm(repository, reader, b, prefix, progress)
+            warm.warm(repository, reader, b, pattern, progress)
     finally:
         reader.close()
     fetched = blocks.stats()["bytes_fetched"] - before

@@ -1,13 +1,19 @@
-"""What every command shares: config, the repository, output and progress."""
+"""What every command shares: config, the repository, output and progress.
+
+Output conventions (docs/CLI.md): results on stdout (with --json one JSON document),
+notes and progress on stderr (none with --quiet), errors one line on stderr.
+"""
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
+import os
 import sys
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import click
 
@@ -21,14 +27,32 @@ socket_option = click.option(
     help="The daemon's control socket (default: $DATAMONFS_SOCKET, else "
          "$XDG_RUNTIME_DIR/datamonfs/daemon.sock, else /run/datamonfs/daemon.sock for root).")
 
+PROGRESS_INTERVAL = float(os.environ.get("DATAMONFS_PROGRESS_INTERVAL", "30"))
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = quiet
+    if sys.stderr.isatty() and not quiet:
+        # A slow store says it is retrying (core/stores/gcs.py logs it), on a terminal only:
+        # a script sees nothing but the result or the one-line error.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("datamonfs: %(message)s"))
+        store_log = logging.getLogger("datamonfs.store")
+        store_log.addHandler(handler)
+        store_log.propagate = False
+
 
 def load_config() -> config_mod.Config:
     return config_mod.load()
 
 
-def open_repository(cfg: config_mod.Config | None = None) -> Repository:
-    """The store of the config, reading metadata objects through the shared cache."""
-    return cache.open_repository(cfg or load_config())
+def open_repository(cfg: config_mod.Config | None = None, write: bool = False) -> Repository:
+    """The store of the config, reading metadata objects through the shared cache (which
+    also keeps what it learns of the store's packs). Only commands that write (`write`)
+    may create a local store's directory."""
+    return cache.open_repository(cfg or load_config(), create=write)
 
 
 def emit_json(doc) -> None:
@@ -47,24 +71,51 @@ def human_size(n: int) -> str:
     return str(n)
 
 
+def mode_text(mode: int) -> str:
+    """Permission bits as in chmod: "644", "4755"."""
+    return format(mode, "o").rjust(3, "0")
+
+
+def short(bundle_id: str | None) -> str:
+    return (bundle_id or "none")[:12]
+
+
 def info(message: str) -> None:
-    """Human-readable notes go to stderr, keeping stdout for results."""
-    click.echo(message, err=True)
+    """Human-readable notes go to stderr, keeping stdout for results (none with --quiet)."""
+    if not _quiet:
+        click.echo(message, err=True)
 
 
 @contextmanager
-def progress_bar(total: int, label: str) -> Iterator:
-    """A progress bar (bytes, rate, ETA) on stderr when it is a terminal; else None."""
-    if not sys.stderr.isatty():
+def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A callable to count bytes done: a tqdm bar on stderr when it is a terminal (throttled
+    redraws, smoothed rate and ETA), else a line on stderr every PROGRESS_INTERVAL seconds
+    (DATAMONFS_PROGRESS_INTERVAL) for long operations; None with --quiet."""
+    if _quiet:
         yield None
         return
-    start = time.monotonic()
+    if sys.stderr.isatty():
+        import shutil
+
+        from tqdm import tqdm
+
+        size = shutil.get_terminal_size((100, 24))  # a fresh pty says 0x0 (tqdm: hidden)
+        with tqdm(total=total or None, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
+                  file=sys.stderr, mininterval=0.25, smoothing=0.1, leave=True,
+                  ncols=size.columns, nrows=size.lines) as bar:
+            yield bar.update
+        return
+    start = last = time.monotonic()
     done = 0
-    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_eta=True,
-                           item_show_func=lambda text: text) as bar:
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            rate = done / max(time.monotonic() - start, 1e-6)
-            bar.update(n, f"{human_size(done)} at {human_size(int(rate))}/s")
-        yield advance
+
+    def advance(n: int) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last >= PROGRESS_INTERVAL:
+            last = now
+            share = f" of {human_size(total)} ({100 * done / total:.0f}%)" if total else ""
+            rate = human_size(int(done / max(now - start, 1e-6)))
+            click.echo(f"{label}: {human_size(done)}{share} at {rate}/s", err=True)
+
+    yield advance

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from ..core.model import RefRecord
-from ..core.names import check_name, parse_branch_ref
+from ..core.names import is_name, parse_branch_ref
 from ..core.repository import BRANCH, LABEL
 from ..errors import AlreadyExists, NotFound
-from .common import emit_json, iso_time, json_option, load_config, open_repository
+from .common import emit_json, info, iso_time, json_option, load_config, open_repository, short
+from .completion import complete_ref, complete_repo
 
 
 def ref_json(r: RefRecord) -> dict:
@@ -16,12 +17,22 @@ def ref_json(r: RefRecord) -> dict:
             "time": iso_time(r.time), "author": r.author_name, "email": r.author_email}
 
 
-def print_refs(records: list[RefRecord], as_json: bool) -> None:
+def print_refs(records: list[RefRecord], as_json: bool, messages: dict[str, str] | None = None
+               ) -> None:
     if as_json:
-        emit_json([ref_json(r) for r in records])
+        emit_json([{**ref_json(r), **({"message": messages[r.bundle]} if messages else {})}
+                   for r in records])
         return
     for r in records:
-        click.echo(f"{r.name}\t{r.bundle}\t{iso_time(r.time)}\t{r.author_name}")
+        tail = f"\t{messages[r.bundle]}" if messages else ""
+        click.echo(f"{r.name}\t{r.bundle}\t{iso_time(r.time)}\t{r.author_name}{tail}")
+
+
+def check_order(ref: str, name: str, command: str) -> None:
+    """`label set prod sales:v1`: the arguments swapped (a usage error, exit 2)."""
+    if ":" in name and ":" not in ref and is_name(ref):
+        raise click.UsageError(f"the arguments are REF then NAME; did you mean "
+                               f"'datamonfs {command} {name} {ref}'?")
 
 
 @click.group()
@@ -30,20 +41,27 @@ def label() -> None:
 
 
 @label.command("set")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("name")
 def label_set(ref: str, name: str) -> None:
-    """Point label NAME at the bundle REF (REPO:REF) names."""
+    """Point label NAME at the bundle REF (REPO:REF) names. Says when it moves the label;
+    records nothing when the label names that bundle already."""
+    check_order(ref, name, "label set")
     cfg = load_config()
-    check_name(name, "label name")
-    repository = open_repository(cfg)
+    repository = open_repository(cfg, write=True)
     bundle = repository.resolve(ref)
-    repository.append_ref(bundle.repo, LABEL, name, bundle.id, cfg.author)
+    before, record = repository.set_label(bundle.repo, name, bundle.id, cfg.author)
+    if record is None:
+        info(f"{name} already names {short(bundle.id)}; nothing recorded")
+    elif before is not None:
+        info(f"{name}: {short(before.bundle)} → {short(bundle.id)}")
+    else:
+        info(f"{name}: new label on {short(bundle.id)}")
     click.echo(bundle.id)
 
 
 @label.command("get")
-@click.argument("repo")
+@click.argument("repo", shell_complete=complete_repo)
 @click.argument("name")
 @json_option
 def label_get(repo: str, name: str, as_json: bool) -> None:
@@ -57,7 +75,7 @@ def label_get(repo: str, name: str, as_json: bool) -> None:
 
 
 @label.command("list")
-@click.argument("repo")
+@click.argument("repo", shell_complete=complete_repo)
 @json_option
 def label_list(repo: str, as_json: bool) -> None:
     """List the labels of REPO and the bundles they name now."""
@@ -70,13 +88,13 @@ def branch() -> None:
 
 
 @branch.command("create")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("name")
 def branch_create(ref: str, name: str) -> None:
-    """Start branch NAME at the bundle REF names."""
+    """Start branch NAME at the bundle REF names (a label's name is refused)."""
+    check_order(ref, name, "branch create")
     cfg = load_config()
-    check_name(name, "branch name")
-    repository = open_repository(cfg)
+    repository = open_repository(cfg, write=True)
     bundle = repository.resolve(ref)
     if repository.ref_head(bundle.repo, BRANCH, name):
         raise AlreadyExists(f"branch {name!r} already exists in {bundle.repo!r}")
@@ -85,7 +103,7 @@ def branch_create(ref: str, name: str) -> None:
 
 
 @branch.command("list")
-@click.argument("repo")
+@click.argument("repo", shell_complete=complete_repo)
 @json_option
 def branch_list(repo: str, as_json: bool) -> None:
     """List the branches of REPO and their heads."""
@@ -93,16 +111,15 @@ def branch_list(repo: str, as_json: bool) -> None:
 
 
 @branch.command("log")
-@click.argument("ref", metavar="REPO:BRANCH")
+@click.argument("ref", metavar="REPO:BRANCH", shell_complete=complete_ref)
 @json_option
 def branch_log(ref: str, as_json: bool) -> None:
-    """Every head BRANCH has had, newest first."""
+    """Every head BRANCH has had, newest first, with its bundle's message."""
     repo, name = parse_branch_ref(ref)
     repository = open_repository()
     repository.get_repo(repo)
     log = repository.ref_log(repo, BRANCH, name)
     if not log:
         raise NotFound(f"no branch {name!r} in repo {repo!r}; see 'datamonfs branch list {repo}'")
-    print_refs(log, as_json)
-
-
+    messages = {b: repository.get_bundle(repo, b).message for b in {r.bundle for r in log}}
+    print_refs(log, as_json, messages)

@@ -24,7 +24,7 @@ def repo() -> None:
 def create(name: str, description: str) -> None:
     """Create the repo NAME."""
     cfg = load_config()
-    r = open_repository(cfg).create_repo(name, description, cfg.author)
+    r = open_repository(cfg, write=True).create_repo(name, description, cfg.author)
     click.echo(r.name)
 
 

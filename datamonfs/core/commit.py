@@ -32,7 +32,7 @@ from . import rules
 from .chunks import V2, ChunkRef, Cutting, cutting_of, same_content
 from .encoding import address, encode
 from .ingest import ChunkUploader, UploadStats
-from .model import DIR, FILE, LINK, Bundle, Entry
+from .model import DIR, FILE, LINK, Bundle, Entry, NO_PROVENANCE, Provenance
 from .names import check_name
 from .repository import BRANCH, LABEL, Author, Repository
 from .trees import DirectoryBuilder, claims_of, file_entry
@@ -106,9 +106,11 @@ def _empty_changes() -> Iterable:
 class TreeCommit:
     """Writes the trees of a change description bottom-up, uploading new chunks."""
 
-    def __init__(self, repo: Repository, on_entry: OnEntry | None = None):
+    def __init__(self, repo: Repository, on_entry: OnEntry | None = None,
+                 progress: Callable[[int], None] | None = None):
         self.repo = repo
         self.on_entry = on_entry
+        self.progress = progress  # called with the bytes of each chunk cut
         self.stats = CommitStats()
         repo.refresh_locations()
         self.uploader = ChunkUploader(repo, self.stats)
@@ -190,6 +192,8 @@ class TreeCommit:
             chunks.append(self.uploader.add(data))
             pos += len(data)
             self.stats.bytes_rechunked += len(data)
+            if self.progress is not None:
+                self.progress(len(data))
             j = boundaries.get(pos)
             if j is not None and pos >= last and pos < f.size:
                 tail = old[j:]  # cuts re-synchronised: the rest is the base's
@@ -312,11 +316,13 @@ def bundle_id(bundle: Bundle) -> str:
 
 
 def prepare(repo: Repository, repo_name: str, parent: Bundle | None, root: NewDir | Keep,
-            message: str, author: Author,
-            on_entry: OnEntry | None = None) -> tuple[Bundle | None, CommitStats]:
+            message: str, author: Author, on_entry: OnEntry | None = None,
+            progress: Callable[[int], None] | None = None,
+            provenance: Provenance = NO_PROVENANCE) -> tuple[Bundle | None, CommitStats]:
     """Store every chunk and tree of the new content; the bundle to record (with its
-    id), or None when the tree equals the parent's. Nothing names it yet."""
-    job = TreeCommit(repo, on_entry)
+    id and what it was made from), or None when the tree equals the parent's. Nothing
+    names it yet. `progress` is told the bytes cut as they are."""
+    job = TreeCommit(repo, on_entry, progress=progress)
     entry = job.build(root)
     if parent is not None and entry.tree == parent.tree:
         return None, job.stats
@@ -324,7 +330,8 @@ def prepare(repo: Repository, repo_name: str, parent: Bundle | None, root: NewDi
         return None, job.stats
     bundle = Bundle(repo=repo_name, tree=entry.tree, parents=(parent.id,) if parent else (),
                     message=message, author_name=author.name, author_email=author.email,
-                    time=time.time_ns(), files=entry.files, bytes=entry.size)
+                    time=time.time_ns(), files=entry.files, bytes=entry.size,
+                    inputs=provenance.inputs, process=provenance.process)
     return Bundle(**{**bundle.__dict__, "id": bundle_id(bundle)}), job.stats
 
 

@@ -1,7 +1,10 @@
 """User configuration and the XDG directories datamonfs keeps its state in.
 
 The config file is TOML: $DATAMONFS_CONFIG, else $XDG_CONFIG_HOME/datamonfs/config.toml.
-$DATAMONFS_STORE overrides its store and $DATAMONFS_CACHE_DIR its cache directory.
+$DATAMONFS_STORE overrides its store and $DATAMONFS_CACHE_DIR its cache directory. A local
+store is always kept as an absolute file:// URL (a relative one in $DATAMONFS_STORE is
+taken from the working directory, one in the file from the file's directory), so every
+process, the daemon's too, means the same directory.
 With no config at all the store is a local directory under the XDG data
 directory, so nothing needs a cloud account; only commands that record an
 author (uploads, refs) need `datamonfs config create`.
@@ -17,9 +20,11 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from .chunks import LARGEST_CHUNK
 from .repository import Author
+from .stores import StoreSpec, absolute_url
 
-KEYS = {"name": str, "email": str, "store": str, "cache_dir": str, "cache_size": int,
-        "commit_on_unmount": bool}
+KEYS = {"name": str, "email": str, "store": str, "credential": str, "cache_dir": str,
+        "cache_size": int, "commit_on_unmount": bool,
+        "node": dict}  # the node daemon's table (daemon/node_config.py checks it); ignored here
 
 
 def _xdg(var: str, fallback: str) -> str:
@@ -60,6 +65,8 @@ class Config:
     name: str | None = None
     email: str | None = None
     store: str = ""
+    store_is_default: bool = False  # no store configured: the default store may be created
+    credential: str = ""  # a GCS credentials JSON file; "": Google's usual chain
     cache_dir: str = ""
     cache_size: int | None = None
     commit_on_unmount: bool = True  # unmount of a writable mount commits what is staged
@@ -73,38 +80,77 @@ class Config:
                               "'datamonfs config create --name NAME --email EMAIL'")
         return Author(self.name, self.email)
 
+    def store_spec(self) -> StoreSpec:
+        """What opening this config's store needs, also in another process (the daemon)."""
+        return StoreSpec.from_environment(self.store, self.credential)
+
 
 def load() -> Config:
     path = config_path()
-    values: dict = {}
     exists = os.path.exists(path)
-    if exists:
-        try:
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"cannot read config {path}: {e}; fix it or recreate it with "
-                              "'datamonfs config create'") from None
-        for key, value in values.items():
-            if key not in KEYS or not isinstance(value, KEYS[key]):
-                raise ConfigError(f"config {path}: unknown key or wrong type for {key!r}; "
-                                  f"known keys: {', '.join(KEYS)}")
-    elif os.environ.get("DATAMONFS_CONFIG"):
+    if not exists and os.environ.get("DATAMONFS_CONFIG"):
         raise ConfigError(f"config {path} (named by DATAMONFS_CONFIG) does not exist; "
                           "create it with 'datamonfs config create'")
-    store = os.environ.get("DATAMONFS_STORE") or values.get("store") or default_store()
+    values = read_file()
+    store = ""
+    if os.environ.get("DATAMONFS_STORE"):
+        store = absolute_url(os.environ["DATAMONFS_STORE"])
+    elif values.get("store"):
+        store = absolute_url(values["store"], os.path.dirname(os.path.abspath(path)))
     cache = os.environ.get("DATAMONFS_CACHE_DIR") or values.get("cache_dir") or cache_dir()
     size = values.get("cache_size")
     if size is not None:
         check_cache_size(size, f"config {path}: cache_size")
-    return Config(name=values.get("name"), email=values.get("email"), store=store,
+    return Config(name=values.get("name"), email=values.get("email"),
+                  store=store or default_store(), store_is_default=not store,
+                  credential=values.get("credential", ""),
                   cache_dir=os.path.expanduser(cache), cache_size=size,
                   commit_on_unmount=values.get("commit_on_unmount", True), path=path,
                   exists=exists)
 
 
+def read_file() -> dict:
+    """The keys the config file sets (none when there is no file), checked."""
+    path = config_path()
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}; fix it or recreate it with "
+                          "'datamonfs config create'") from None
+    for key, value in values.items():
+        if key not in KEYS or not isinstance(value, KEYS[key]):
+            raise ConfigError(f"config {path}: unknown key or wrong type for {key!r}; "
+                              f"known keys: {', '.join(KEYS)}")
+    return values
+
+
+def parse_value(key: str, text: str):
+    """A value given on the command line for `key`, of the key's type."""
+    if key not in KEYS:
+        raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(KEYS)}")
+    kind = KEYS[key]
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ConfigError(f"{key} takes true or false, not {text!r}")
+        return text.lower() == "true"
+    if kind is int:
+        try:
+            return check_cache_size(int(text), key) if key == "cache_size" else int(text)
+        except ValueError:
+            raise ConfigError(f"{key} takes a number of bytes, not {text!r}") from None
+    if key in ("cache_dir", "credential"):
+        return os.path.abspath(os.path.expanduser(text))
+    if key == "store":
+        return absolute_url(text)
+    return text
+
+
 def save(values: dict) -> str:
-    """Write a flat config file atomically; returns its path."""
+    """Write a flat config file atomically (keys whose value is None are left out);
+    returns its path."""
     path = config_path()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     lines = []

@@ -11,7 +11,7 @@ from .model import DIR, Bundle, Entry
 from .repository import Repository
 from .trees import Claims, check_placement, claims_of
 
-ADDED, REMOVED, MODIFIED = "added", "removed", "modified"
+ADDED, DELETED, MODIFIED = "added", "deleted", "modified"
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def diff_bundles(repo: Repository, old: Bundle, new: Bundle) -> Iterator[Change]
 
 
 def diff_trees(repo: Repository, old: str | None, new: str | None) -> Iterator[Change]:
-    """Files and symlinks added, removed or modified between two trees, in path order
+    """Files and symlinks added, deleted or modified between two trees, in path order
     (the trees' own totals unchecked: no bundle says what they should be)."""
     return _Diff(repo, rules.WalkBudget(0)).trees(old, new, "", None, None)
 
@@ -59,7 +59,7 @@ class _Diff:
         a, b = next(old_entries, None), next(new_entries, None)
         while a or b:
             if b is None or (a is not None and a.name < b.name):
-                yield from self.side(a, prefix, REMOVED)
+                yield from self.side(a, prefix, DELETED)
                 a = next(old_entries, None)
             elif a is None or b.name < a.name:
                 yield from self.side(b, prefix, ADDED)
@@ -72,13 +72,13 @@ class _Diff:
         path = prefix + entry.name
         check_placement(entry, path)
         if entry.kind == DIR:
-            if change == REMOVED:
+            if change == DELETED:
                 yield from self.trees(entry.tree, None, path + "/", claims_of(entry), None)
             else:
                 yield from self.trees(None, entry.tree, path + "/", None, claims_of(entry))
         else:
             size = entry.size
-            yield Change(path, change, size if change == REMOVED else None,
+            yield Change(path, change, size if change == DELETED else None,
                          size if change == ADDED else None)
 
     def pair(self, a: Entry, b: Entry, prefix: str) -> Iterator[Change]:
@@ -88,7 +88,7 @@ class _Diff:
         if a.kind == DIR and b.kind == DIR:
             yield from self.trees(a.tree, b.tree, path + "/", claims_of(a), claims_of(b))
         elif a.kind == DIR or b.kind == DIR:
-            yield from self.side(a, prefix, REMOVED)
+            yield from self.side(a, prefix, DELETED)
             yield from self.side(b, prefix, ADDED)
         elif not self.repo.trees.same(a, b):
             yield Change(path, MODIFIED, a.size, b.size)

@@ -12,6 +12,11 @@ no write can be redirected outside the destination. A file appears under its
 real name only once all its bytes are written and verified. Setuid and setgid
 bits are never given to what is written.
 
+Downloads resume: DEST holds a marker naming the bundle until the download is
+complete, so running it again (or with `resume`) keeps every file already there
+whose bytes hash to the bundle's chunk addresses and writes only the others. With
+`delete`, what DEST holds that the bundle does not is removed (as `rclone sync`).
+
 Chunks are fetched ahead of the writer in batches that may span many small files,
 so that neighbouring chunks of a pack come with one request (`_Ahead`).
 """
@@ -19,16 +24,20 @@ so that neighbouring chunks of a pack come with one request (`_Ahead`).
 from __future__ import annotations
 
 import errno
-import fnmatch
+import json
 import os
+import re
+import shutil
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import AlreadyExists, DatamonError, IntegrityError
+from ..errors import AlreadyExists, DatamonError, IntegrityError, StoreUnavailable
 from . import rules
 from .chunks import ChunkReader, ChunkRef, take_batch
+from .encoding import address
+from .globs import matcher
 from .model import DIR, FILE, Bundle, Entry
 from .repository import Repository
 
@@ -36,44 +45,94 @@ READ_AHEAD = 32 << 20  # bytes fetched ahead of the writer
 FETCHERS = 8  # batches fetched at once
 PENDING_FILES = 256  # files whose chunks are being fetched, not written yet
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MARKER = ".datamonfs-download"  # in DEST while a download is not complete: its bundle
+_TEMP = re.compile(r"\.datamonfs-[0-9a-f]{12}")  # a file being written (left by a kill)
 
 
 @dataclass
 class DownloadStats:
     files: int = 0
-    bytes: int = 0
+    bytes: int = 0  # bytes written
+    kept: int = 0  # files already complete in DEST, verified and kept
+    kept_bytes: int = 0
+    deleted: int = 0  # entries of DEST the bundle does not have, removed (`delete`)
 
 
 def download(repo: Repository, bundle: Bundle, dest: str, reader: ChunkReader | None = None,
-             name_filter: str | None = None, force: bool = False,
+             name_filter: str | None = None, resume: bool = False, delete: bool = False,
              progress: Callable[[int], None] | None = None) -> DownloadStats:
     """Write the bundle's files under `dest` (all of them, or the paths matching the glob
-    `name_filter`, in which '*' also matches '/')."""
+    `name_filter`, see core.globs). A non-empty `dest` is refused unless `resume`, or it
+    holds an interrupted download of this bundle; files already there and verified are
+    kept. `delete` removes what `dest` holds that the bundle does not."""
+    if delete and name_filter:
+        raise DatamonError("--delete removes what the bundle does not hold; it cannot be "
+                           "combined with --filter")
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise AlreadyExists(f"{dest} exists and is not a directory")
-    if os.path.isdir(dest) and os.listdir(dest) and not force:
-        raise AlreadyExists(f"{dest} is not empty; pass --force to write into it")
+    interrupted = _marked_bundle(dest)
+    if os.path.isdir(dest) and set(os.listdir(dest)) - {MARKER} and not resume:
+        if interrupted != bundle.id:
+            raise AlreadyExists(f"{dest} is not empty; pass --resume to write into it (files "
+                                "already complete are kept)")
+    resume = resume or interrupted == bundle.id
     os.makedirs(dest, exist_ok=True)
     stats = DownloadStats()
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with ThreadPoolExecutor(FETCHERS, thread_name_prefix="download") as pool:
-            job = _Download(repo, _Ahead(reader or repo.chunks, pool), dest, root, stats,
-                            progress)
-            job.run(bundle, name_filter)
+        _mark(root, bundle)
+        try:
+            with ThreadPoolExecutor(FETCHERS, thread_name_prefix="download") as pool:
+                job = _Download(repo, _Ahead(reader or repo.chunks, pool), dest, root, stats,
+                                progress)
+                job.resume, job.delete = resume, delete
+                job.run(bundle, name_filter)
+        except (StoreUnavailable, KeyboardInterrupt):
+            raise  # worth resuming: the marker stays
+        except BaseException:
+            _unlink_marker(root)  # refused (a hostile bundle, a conflict): running again won't help
+            raise
+        _unlink_marker(root)
     finally:
         os.close(root)
     return stats
+
+
+def _marked_bundle(dest: str) -> str | None:
+    """The bundle an interrupted download into `dest` was of, if any."""
+    try:
+        with open(os.path.join(dest, MARKER), "rb") as f:
+            value = json.loads(f.read(4096)).get("bundle")
+        return value if isinstance(value, str) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _unlink_marker(root: int) -> None:
+    try:
+        os.unlink(MARKER, dir_fd=root)
+    except FileNotFoundError:
+        pass
+
+
+def _mark(root: int, bundle: Bundle) -> None:
+    fd = os.open(MARKER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=root)
+    try:
+        os.write(fd, json.dumps({"repo": bundle.repo, "bundle": bundle.id}).encode())
+    finally:
+        os.close(fd)
 
 
 class _OpenDir:
     """A directory of the bundle on the way down: created (and opened) only when
     something is written into it, or at once without a name filter."""
 
-    __slots__ = ("path", "entry", "fd")
+    __slots__ = ("path", "entry", "fd", "names")
 
     def __init__(self, path: str, entry: Entry | None, fd: int | None):
         self.path, self.entry, self.fd = path, entry, fd
+        self.names: set[str] = set()  # its entries in the bundle (kept by `delete`)
 
 
 class _Ahead:
@@ -134,16 +193,20 @@ class _Download:
         self.dest, self.stats, self.progress = dest, stats, progress
         self.stack = [_OpenDir("", None, root)]  # the root's descriptor belongs to download()
         self.pending: deque[tuple[int, str, Entry, int]] = deque()  # files being fetched
+        self.stack[0].names.add(MARKER)
+        self.resume = self.delete = False
 
     def run(self, bundle: Bundle, name_filter: str | None) -> None:
+        wanted = matcher(name_filter)
         try:
             for path, entry in self.repo.walk(bundle):
                 self.leave_until(path)
+                self.stack[-1].names.add(entry.name)
                 if entry.kind == DIR:
                     self.stack.append(_OpenDir(path, entry, None))
                     if name_filter is None:
                         self.opened()
-                elif name_filter is None or fnmatch.fnmatchcase(path, name_filter):
+                elif name_filter is None or wanted(path):
                     parent = self.opened()
                     if entry.kind == FILE:
                         self.queue_file(parent, path, entry)
@@ -152,6 +215,7 @@ class _Download:
                     self.stats.files += 1
             self.write_pending()
             self.leave_until("")
+            self.tidy(self.stack[0])
         finally:
             self.ahead.cancel()
             for d in self.stack[1:]:
@@ -159,8 +223,15 @@ class _Download:
                     os.close(d.fd)
 
     def queue_file(self, parent: int, path: str, entry: Entry) -> None:
-        """Send for a file's chunks; write the oldest files while too many are waiting."""
+        """Send for a file's chunks (unless DEST holds it already, resuming); write the
+        oldest files while too many are waiting."""
         refs = self.repo.trees.chunks(entry)
+        if self.resume and self.complete(parent, entry, refs):
+            self.stats.kept += 1
+            self.stats.kept_bytes += entry.size
+            if self.progress:
+                self.progress(entry.size)
+            return
         self.ahead.add(refs)
         self.pending.append((parent, path, entry, len(refs)))
         while self.pending and (len(self.pending) > PENDING_FILES or self.ahead.queued):
@@ -179,10 +250,30 @@ class _Download:
             d = self.stack.pop()
             if d.fd is not None:
                 try:
+                    self.tidy(d)
                     os.fchmod(d.fd, rules.safe_mode(d.entry.mode) | 0o700)
                     os.utime(d.fd, ns=(d.entry.mtime, d.entry.mtime))
                 finally:
                     os.close(d.fd)
+
+    def tidy(self, d: _OpenDir) -> None:
+        """What a directory of DEST holds besides the bundle's entries: temp files of a
+        killed download (resuming) and, with `delete`, everything else."""
+        if not (self.resume or self.delete):
+            return
+        for name in os.listdir(d.fd):
+            if name in d.names or not (self.delete or _TEMP.fullmatch(name)):
+                continue
+            try:
+                if os.stat(name, dir_fd=d.fd, follow_symlinks=False).st_mode & 0o170000 == 0o040000:
+                    shutil.rmtree(name, dir_fd=d.fd)
+                else:
+                    os.unlink(name, dir_fd=d.fd)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise self.cannot(os.path.join(d.path, name), e) from None
+            self.stats.deleted += not _TEMP.fullmatch(name)
 
     def opened(self) -> int:
         """The descriptor of the innermost directory, creating those not made yet."""
@@ -210,6 +301,27 @@ class _Download:
     def cannot(self, path: str, e: OSError) -> DatamonError:
         return DatamonError(f"cannot write {os.path.join(self.dest, path)}: "
                             f"{e.strerror or e}")
+
+    def complete(self, parent: int, entry: Entry, chunks: list[ChunkRef]) -> bool:
+        """Whether DEST already holds this file, every chunk's bytes hashing to its
+        address (then only its mode and time are set)."""
+        try:
+            fd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                         dir_fd=parent)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if st.st_mode & 0o170000 != 0o100000 or st.st_size != entry.size:
+                return False
+            for ref in chunks:
+                if address(os.read(fd, ref.size)) != ref.addr:
+                    return False
+            os.fchmod(fd, rules.safe_mode(entry.mode))
+            os.utime(fd, ns=(entry.mtime, entry.mtime))
+            return True
+        finally:
+            os.close(fd)
 
     def file(self, parent: int, path: str, entry: Entry, chunks: int) -> None:
         def write(fd: int) -> None:

@@ -23,7 +23,7 @@ from . import rules
 from .chunks import ChunkRef, cut
 from .encoding import address
 from .model import LINK, Bundle, Entry
-from .names import DEFAULT_BRANCH, check_name
+from .names import DEFAULT_BRANCH
 from .packs import PackIndex, PackWriter
 from .repository import BRANCH, LABEL, Author, Repository
 from .trees import DirectoryBuilder, file_entry
@@ -39,6 +39,11 @@ class UploadStats:
     chunks_uploaded: int = 0
     bytes_uploaded: int = 0
     packs: int = 0
+
+
+@dataclass
+class IngestStats(UploadStats):
+    new_bundle: bool = True  # False: the folder equals the branch head, no bundle was made
 
 
 class ChunkUploader:
@@ -91,7 +96,7 @@ class DirectoryUpload:
         self.repo = repo
         self.root = root
         self.progress = progress
-        self.stats = UploadStats()
+        self.stats = IngestStats()
         self.chunks = ChunkUploader(repo, self.stats)
         self.dirs = 0
 
@@ -203,18 +208,30 @@ def scan_size(root: str) -> int:
 
 def upload(repo: Repository, repo_name: str, source: str, message: str, author: Author,
            branch: str = DEFAULT_BRANCH, label: str | None = None,
-           progress: Progress | None = None) -> tuple[Bundle, UploadStats]:
-    """Upload `source` as a new bundle on `branch`, optionally labelled."""
+           progress: Progress | None = None,
+           allow_empty: bool = False) -> tuple[Bundle, IngestStats]:
+    """Upload `source` as a new bundle on `branch`, optionally labelled. A folder equal to
+    the branch head makes no bundle unless `allow_empty` (as a commit with nothing staged):
+    the head is returned, with stats.new_bundle False (and the label set to it)."""
     repo.get_repo(repo_name)
-    check_name(branch, "branch name")
+    repo.check_ref_name(repo_name, BRANCH, branch)
     if label is not None:
-        check_name(label, "label name")
+        repo.check_ref_name(repo_name, LABEL, label)
     if not os.path.isdir(source):
+        if os.path.exists(source):
+            raise DatamonError(f"{source} is not a directory; upload the folder that holds it")
         raise NotFound(f"no directory {source!r} to upload")
     head = repo.ref_head(repo_name, BRANCH, branch)
     repo.refresh_locations()
     job = DirectoryUpload(repo, os.path.abspath(source), progress)
     root = job.run()
+    if head is not None and not allow_empty:
+        previous = repo.get_bundle(repo_name, head.bundle)
+        if previous.tree == root.tree:
+            job.stats.new_bundle = False
+            if label:
+                repo.set_label(repo_name, label, previous.id, author)
+            return previous, job.stats
     bundle = repo.write_bundle(Bundle(
         repo=repo_name, tree=root.tree, parents=(head.bundle,) if head else (),
         message=message, author_name=author.name, author_email=author.email,

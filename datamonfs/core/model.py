@@ -12,7 +12,7 @@ from dataclasses import dataclass, field as dc_field
 from typing import Any
 
 from ..errors import IntegrityError
-from . import rules
+from . import names, rules
 from .chunks import ChunkRef
 from .encoding import VERSION, field, is_address, written_version
 
@@ -156,6 +156,80 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Input:
+    """A bundle another bundle was made from (`inputs` of the bundle record)."""
+
+    repo: str
+    bundle: str
+
+    def to_obj(self) -> dict:
+        return {"repo": self.repo, "bundle": self.bundle}
+
+
+@dataclass(frozen=True)
+class Process:
+    """The command that made a bundle (`process` of the bundle record)."""
+
+    command: tuple[str, ...]
+    host: str = ""  # where it ran: the host name (in Kubernetes, the pod's)
+
+    def to_obj(self) -> dict:
+        return {"command": list(self.command), **({"host": self.host} if self.host else {})}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a bundle was made from: the optional members `inputs` and `process` of its
+    record, absent when empty. Parsed from a bundle record, or from a request that
+    will become one (the daemon's commit op), by the same rules."""
+
+    inputs: tuple[Input, ...] = ()
+    process: Process | None = None
+
+    def to_obj(self) -> dict:
+        obj: dict = {}
+        if self.inputs:
+            obj["inputs"] = [i.to_obj() for i in self.inputs]
+        if self.process is not None:
+            obj["process"] = self.process.to_obj()
+        return obj
+
+    @classmethod
+    def from_obj(cls, obj: dict, where: str) -> "Provenance":
+        inputs = _parse_inputs(obj["inputs"], where) if "inputs" in obj else ()
+        process = _parse_process(obj["process"], where) if "process" in obj else None
+        return cls(inputs, process)
+
+
+NO_PROVENANCE = Provenance()
+
+
+def _parse_inputs(raw: object, where: str) -> tuple[Input, ...]:
+    problem = rules.inputs_problem(raw)
+    if problem:
+        raise IntegrityError(f"{where}: {problem}")
+    inputs = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise IntegrityError(f"{where}: an input must be an object")
+        repo, bundle = field(item, "repo", str, where), field(item, "bundle", str, where)
+        if not is_address(bundle) or not names.is_name(repo):
+            raise IntegrityError(f"{where}: malformed input {repo!r:.100}:{bundle!r:.80}")
+        inputs.append(Input(repo, bundle))
+    return tuple(inputs)
+
+
+def _parse_process(raw: object, where: str) -> Process:
+    if not isinstance(raw, dict):
+        raise IntegrityError(f"{where}: field 'process' must be an object")
+    command, host = raw.get("command"), raw.get("host", "")
+    problem = rules.process_problem(command, host)
+    if problem:
+        raise IntegrityError(f"{where}: malformed process: {problem}")
+    return Process(tuple(command), host)
+
+
+@dataclass(frozen=True)
 class Bundle:
     repo: str
     tree: str
@@ -166,13 +240,22 @@ class Bundle:
     time: int  # nanoseconds since the epoch
     files: int
     bytes: int
+    # What it was made from, when known; absent from the record when empty, so a bundle
+    # without them is byte for byte what it was before they existed (docs/FORMAT.md §5.5).
+    inputs: tuple[Input, ...] = ()
+    process: Process | None = None
     id: str = dc_field(default="", compare=False)
 
     def to_obj(self) -> dict:
-        return {"v": written_version("bundle"), "type": "bundle", "repo": self.repo, "tree": self.tree,
-                "parents": list(self.parents), "message": self.message,
-                "author": {"name": self.author_name, "email": self.author_email},
-                "time": self.time, "files": self.files, "bytes": self.bytes}
+        obj = {"v": written_version("bundle"), "type": "bundle", "repo": self.repo,
+               "tree": self.tree, "parents": list(self.parents), "message": self.message,
+               "author": {"name": self.author_name, "email": self.author_email},
+               "time": self.time, "files": self.files, "bytes": self.bytes}
+        return {**obj, **self.provenance.to_obj()}
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(self.inputs, self.process)
 
     @classmethod
     def from_obj(cls, obj: dict, bundle_id: str, where: str) -> "Bundle":
@@ -181,12 +264,15 @@ class Bundle:
         tree = field(obj, "tree", str, where)
         if not is_address(tree) or not all(is_address(p) for p in parents):
             raise IntegrityError(f"{where}: malformed tree or parent address")
+        made_from = Provenance.from_obj(obj, where)
         return cls(repo=field(obj, "repo", str, where), tree=tree, parents=tuple(parents),
                    message=field(obj, "message", str, where),
                    author_name=field(author, "name", str, where),
                    author_email=field(author, "email", str, where),
                    time=_count(obj, "time", where), files=_count(obj, "files", where),
-                   bytes=_count(obj, "bytes", where), id=bundle_id)
+                   bytes=_count(obj, "bytes", where), inputs=made_from.inputs,
+                   process=made_from.process,
+                   id=bundle_id)
 
 
 @dataclass(frozen=True)

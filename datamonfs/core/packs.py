@@ -11,7 +11,9 @@ references (bundles are recorded after every pack they use, see ingest.py).
 Writers learn which chunks the store holds from the indexes, kept per machine in a
 `ChunkLocations` (the cache's LMDB, or memory): `refresh` lists packidx/ and reads only
 the indexes not seen yet, so an upload of what the store holds sends no request per
-chunk. The format of both objects: docs/FORMAT.md §5.8.
+chunk. It also forgets the packs the listing no longer shows (a store emptied or made
+anew under the same URL, a pack a collector removed): a writer must never name a
+location it has not seen listed. The format of both objects: docs/FORMAT.md §5.8.
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ class ChunkLocations(Protocol):
     def unseen(self, packs: Iterable[str]) -> list[str]:
         """The packs whose index has not been added yet."""
 
+    def keep_only(self, packs: set[str]) -> int:
+        """Forget every pack not in `packs` (what the store lists now), and the locations
+        in it; how many were forgotten."""
+
     def add(self, index: PackIndex) -> None:
         """Learn a pack's chunks. A chunk held by several packs is found in the one with the
         smallest id, so that writers that know the same packs write the same locations."""
@@ -112,6 +118,14 @@ class MemoryLocations:
         with self._lock:
             return [p for p in packs if p not in self._packs]
 
+    def keep_only(self, packs: set[str]) -> int:
+        with self._lock:
+            gone = self._packs - packs
+            if gone:
+                self._packs -= gone
+                self._where = {a: r for a, r in self._where.items() if r.pack not in gone}
+            return len(gone)
+
     def add(self, index: PackIndex) -> None:
         with self._lock:
             self._packs.add(index.pack)
@@ -125,13 +139,15 @@ class MemoryLocations:
 
 
 def refresh(chunks: ChunkStore, locations: ChunkLocations) -> int:
-    """Read the indexes of the packs `locations` has not seen; how many were read."""
+    """Bring `locations` up to the store's pack indexes: forget the packs no longer
+    listed, read the indexes not seen yet; how many were read."""
     packs = []
     for key in chunks.store.list("packidx/"):
         m = _INDEX_KEY.fullmatch(key)
         if not m or m[1] != m[2][:2]:
             raise IntegrityError(f"unexpected key {key!r:.200} in the store; remove it")
         packs.append(m[2])
+    locations.keep_only(set(packs))
     todo = locations.unseen(packs)
     if not todo:
         return 0

@@ -17,23 +17,26 @@ its bundle.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ..errors import AlreadyExists, AmbiguousRef, IntegrityError, InvalidName, KeyNotFound, NotFound
+from ..errors import AlreadyExists, AmbiguousRef, IntegrityError, KeyNotFound, NotFound
 from .chunks import ChunkStore
 from .encoding import address, decode, encode, is_address
-from .model import Bundle, Entry, RefRecord, RepoInfo
-from .names import DEFAULT_BRANCH, check_name, parse_ref
+from .model import DIR, Bundle, Entry, RefRecord, RepoInfo
+from .names import DEFAULT_BRANCH, MIN_PREFIX, check_name, is_hex, is_name, split_ref
 from .objects import MetaCache, ObjectStore
 from .packs import ChunkLocations, MemoryLocations, refresh
 from .stores.base import Store
-from .trees import TreeReader
+from .trees import TreeReader, check_placement
 
 BRANCH, LABEL = "branch", "label"
+OTHER_KIND = {BRANCH: LABEL, LABEL: BRANCH}
+WAIT_POLL_MAX = 1.0  # seconds between two looks of wait_ref, at most
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class Repository:
         return info
 
     def list_repos(self) -> list[RepoInfo]:
-        names = sorted(_key_tail(k, "repo/", _is_name) for k in self.store.list("repo/"))
+        names = sorted(_key_tail(k, "repo/", is_name) for k in self.store.list("repo/"))
         return [self.get_repo(n) for n in names]
 
     # -- bundles -------------------------------------------------------------
@@ -124,14 +127,32 @@ class Repository:
     def _ref_prefix(self, repo: str, kind: str, name: str | None = None) -> str:
         return f"ref/{repo}/{kind}/" + (f"{name}/" if name else "")
 
-    def append_ref(self, repo: str, kind: str, name: str, bundle_id: str, author: Author) -> RefRecord:
+    def check_ref_name(self, repo: str, kind: str, name: str) -> None:
+        """A new branch may not take a label's name, nor a label a branch's: REPO:NAME
+        must mean one thing (**Decision — names**, docs/ARCHITECTURE.md)."""
         check_name(name, f"{kind} name")
+        other = OTHER_KIND[kind]
+        if self.ref_head(repo, kind, name) is None and self.ref_head(repo, other, name):
+            raise AlreadyExists(f"{repo!r} has a {other} named {name!r}; a {kind} may not take "
+                                f"a {other}'s name: choose another")
+
+    def append_ref(self, repo: str, kind: str, name: str, bundle_id: str, author: Author) -> RefRecord:
+        self.check_ref_name(repo, kind, name)
         self.get_bundle(repo, bundle_id)  # a ref never points at a missing bundle
         now = time.time_ns()
         record = RefRecord(repo, kind, name, bundle_id, now, author.name, author.email)
         key = self._ref_prefix(repo, kind, name) + f"{now:020d}-{os.urandom(8).hex()}"
         self.store.put(key, encode(record.to_obj()))
         return record
+
+    def set_label(self, repo: str, name: str, bundle_id: str, author: Author
+                  ) -> tuple[RefRecord | None, RefRecord | None]:
+        """Point a label at a bundle: (what it named before or None, the new record or None
+        when it named that bundle already: then nothing is recorded)."""
+        before = self.ref_head(repo, LABEL, name) if is_name(name) else None
+        if before is not None and before.bundle == bundle_id:
+            return before, None
+        return before, self.append_ref(repo, LABEL, name, bundle_id, author)
 
     def ref_log(self, repo: str, kind: str, name: str) -> list[RefRecord]:
         """A ref's records, newest first; empty when the ref does not exist."""
@@ -159,13 +180,32 @@ class Repository:
         keys = self._ref_keys(repo, kind, name)
         return self._read_ref(repo, kind, name, max(keys)) if keys else None
 
+    def wait_ref(self, repo: str, kind: str, name: str, timeout: float | None,
+                 ) -> RefRecord | None:
+        """The head of a ref as soon as it exists (`datamonfs wait`); None once `timeout`
+        seconds (None: no limit) have passed without it. Polls the store: every 0.1 s at
+        first, then less often, but at least once a second, so a waiter is released within
+        about a second of the ref being set. The repo need not exist yet."""
+        check_name(name, f"{kind} name")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.1
+        while True:
+            head = self.ref_head(repo, kind, name)
+            if head is not None:
+                return head
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 1.5, WAIT_POLL_MAX)
+
     def list_refs(self, repo: str, kind: str) -> list[RefRecord]:
         """The head record of every ref of one kind, by name."""
         self.get_repo(repo)
         newest: dict[str, str] = {}
         for key in self.store.list(self._ref_prefix(repo, kind)):
             parts = key.split("/")
-            if len(parts) != 5 or not _is_name(parts[3]) or not _REF_KEY.fullmatch(parts[4]):
+            if len(parts) != 5 or not is_name(parts[3]) or not _REF_KEY.fullmatch(parts[4]):
                 raise IntegrityError(f"unexpected key {key!r:.200} in the refs of {repo!r}")
             newest[parts[3]] = max(newest.get(parts[3], ""), key)
         return [self._read_ref(repo, kind, n, newest[n]) for n in sorted(newest)]
@@ -173,20 +213,26 @@ class Repository:
     # -- resolving -----------------------------------------------------------
 
     def resolve(self, text: str) -> Bundle:
-        """REPO:REF to a bundle. REF is tried as a label, then a branch, then a
-        bundle id or unique prefix of one; REPO alone is the head of main."""
-        repo, ref = parse_ref(text)
-        self.get_repo(repo)
-        ref = ref or DEFAULT_BRANCH
-        return self.get_bundle(repo, self.resolve_id(repo, ref))
+        """REPO:REF[~N] to a bundle. REF is tried as a label, then a branch, then a
+        bundle id or unique prefix of one; REPO alone is the head of main; ~N goes N
+        generations up the first parents."""
+        ref = split_ref(text)
+        self.get_repo(ref.repo)
+        bundle = self.get_bundle(ref.repo, self.resolve_id(ref.repo, ref.ref or DEFAULT_BRANCH))
+        for generation in range(ref.back):
+            if not bundle.parents:
+                raise NotFound(f"{text!r}: bundle {bundle.id[:12]} has no parent ({generation} "
+                               f"of {ref.back} generations up)")
+            bundle = self.get_bundle(ref.repo, bundle.parents[0])
+        return bundle
 
     def resolve_id(self, repo: str, ref: str) -> str:
-        if _is_name(ref):
+        if is_name(ref):
             for kind in (LABEL, BRANCH):
                 head = self.ref_head(repo, kind, ref)
                 if head:
                     return head.bundle
-        if all(c in "0123456789abcdef" for c in ref) and len(ref) >= 4:
+        if is_hex(ref) and len(ref) >= MIN_PREFIX:
             ids = self.bundle_ids(repo, ref)
             if len(ids) == 1:
                 return ids[0]
@@ -196,7 +242,37 @@ class Repository:
         if ref == DEFAULT_BRANCH:
             raise NotFound(f"repo {repo!r} has no bundles on branch main yet; "
                            "upload one with 'datamonfs bundle upload'")
-        raise NotFound(f"no label, branch or bundle {ref!r} in repo {repo!r}")
+        if is_hex(ref) and len(ref) < MIN_PREFIX:
+            raise NotFound(f"no label or branch {ref!r} in repo {repo!r}, and a bundle id "
+                           f"prefix needs at least {MIN_PREFIX} hex digits")
+        raise NotFound(f"no label, branch or bundle {ref!r} in repo {repo!r}"
+                       + self._suggestion(repo, ref))
+
+    def _suggestion(self, repo: str, ref: str) -> str:
+        names = {name: kind for kind in (LABEL, BRANCH) for name in self.ref_names(repo, kind)}
+        close = difflib.get_close_matches(ref, list(names), n=3, cutoff=0.5)
+        if not close:
+            return f"; see 'datamonfs label list {repo}' and 'datamonfs branch list {repo}'"
+        return "; did you mean " + " or ".join(f"{n!r} ({names[n]})" for n in close) + "?"
+
+    def ref_names(self, repo: str, kind: str) -> list[str]:
+        """The names of one kind of ref, from their keys alone (no record is read)."""
+        prefix = self._ref_prefix(repo, kind)
+        return sorted({k[len(prefix):].split("/", 1)[0] for k in self.store.list(prefix)
+                       if is_name(k[len(prefix):].split("/", 1)[0])})
+
+    def lookup(self, bundle: Bundle, path: str) -> Entry | None:
+        """The entry at `path` (names separated by '/') in a bundle, or None."""
+        names = [n for n in path.split("/") if n]
+        tree, entry = bundle.tree, None
+        for i, name in enumerate(names):
+            entry = self.trees.lookup(tree, name)
+            if entry is None or (i < len(names) - 1 and entry.kind != DIR):
+                return None
+            tree = entry.tree
+        if entry is not None:
+            check_placement(entry, "/".join(names))
+        return entry
 
     def walk(self, bundle: Bundle, descend: Callable[[str], bool] | None = None
              ) -> Iterator[tuple[str, Entry]]:
@@ -215,12 +291,3 @@ def _key_tail(key: str, prefix: str, valid: Callable[[str], object]) -> str:
     if not valid(tail):
         raise IntegrityError(f"unexpected key {key!r:.200} in the store; remove it")
     return tail
-
-
-def _is_name(ref: str) -> bool:
-    try:
-        check_name(ref)
-        return True
-    except InvalidName:
-        return False
-

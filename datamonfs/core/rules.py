@@ -42,6 +42,11 @@ MODE_BITS = 0o7777
 PRIVILEGE_BITS = 0o6000  # setuid, setgid: never given to what a download writes
 TIME_MIN, TIME_MAX = -(1 << 63), (1 << 63) - 1  # nanoseconds, as stat keeps them
 SIZE_MAX = (1 << 63) - 1
+# What produced a bundle (its optional `inputs` and `process`): bounded, so that a
+# bundle record stays small whatever a command line or a pipeline looks like.
+MAX_INPUTS = 1000
+MAX_COMMAND_ARGS = 4096
+MAX_PROCESS_BYTES = 64 << 10  # the command's arguments and the host, in UTF-8, together
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,29 @@ def depth_problem(depth: int) -> Problem | None:
     """For a path of `depth` names."""
     if depth > MAX_DEPTH:
         return Problem(f"the tree is more than {MAX_DEPTH} levels deep", errno.ENAMETOOLONG)
+    return None
+
+
+def inputs_problem(inputs: object) -> Problem | None:
+    """A bundle's `inputs`: a list of 1 to MAX_INPUTS items (their fields are the record's)."""
+    if not isinstance(inputs, list) or not 0 < len(inputs) <= MAX_INPUTS:
+        return Problem(f"inputs must be a list of 1 to {MAX_INPUTS} bundles")
+    return None
+
+
+def process_problem(command: object, host: object = "") -> Problem | None:
+    """A bundle's `process`: a command line of 1 to MAX_COMMAND_ARGS arguments, text
+    without NUL, and the host it ran on, at most MAX_PROCESS_BYTES of UTF-8 together."""
+    if not isinstance(command, list) or not 0 < len(command) <= MAX_COMMAND_ARGS:
+        return Problem(f"the command must be a list of 1 to {MAX_COMMAND_ARGS} arguments")
+    total = 0
+    for text in [*command, host]:
+        raw = _utf8(text) if isinstance(text, str) else None
+        if raw is None or b"\0" in raw:
+            return Problem("the command's arguments and host must be UTF-8 text without NUL")
+        total += len(raw)
+    if total > MAX_PROCESS_BYTES:
+        return Problem(f"the command line is longer than {MAX_PROCESS_BYTES} bytes")
     return None
 
 

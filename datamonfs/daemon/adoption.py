@@ -52,4 +52,4 @@ def _add_unnamed_overlays(paths: DaemonPaths, mounts: dict[str, Mount]) -> None:
             mountpoint=info.mountpoint, ref=f"{info.repo}:{info.branch}", repo=info.repo,
             bundle=info.bundle, uid=info.uid, worker_pid=0, daemon_pid=os.getpid(),
             since=info.created, mode="rw", state=STALE, reason=f"recovered; {KEPT}",
-            branch=info.branch, overlay=directory), None)
+            branch=info.branch, overlay=directory, store=overlays.load_store(directory)), None)

@@ -18,6 +18,10 @@ class Peer:
     pid: int
     uid: int
     gid: int
+    # "NAMESPACE/POD" when the node daemon's door (pods.py) identified the peer's pod and
+    # addressed the request to that pod's own directory: it may act on that pod's mounts,
+    # whichever of the pod's users made them.
+    pod: str = ""
 
 
 def peer_of(sock) -> Peer:

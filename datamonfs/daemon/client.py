@@ -64,15 +64,25 @@ class Client:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def call(self, op: str, timeout: float | None = None, **fields) -> dict:
-        """Send one request; the reply's fields, or the error it carries raised."""
+    def call(self, op: str, timeout: float | None = None, on_progress=None, **fields) -> dict:
+        """Send one request; the reply's fields, or the error it carries raised. With
+        `on_progress` the daemon is asked to stream progress lines before the reply
+        (docs/PROTOCOL.md), each passed to it as a dict."""
         if self._sock is None:
             self.connect()
         rid = next(self._ids)
         self._sock.settimeout(timeout or self.timeout)
+        if on_progress is not None:
+            fields["progress"] = True
         try:
             self._sock.sendall(protocol.encode({"id": rid, "op": op, **fields}))
-            line = self._file.readline(protocol.MAX_LINE * 16)
+            while True:
+                line = self._file.readline(protocol.MAX_LINE * 16)
+                reply = _parse(line)
+                if not (isinstance(reply, dict) and "progress" in reply and "ok" not in reply):
+                    break
+                if on_progress is not None and isinstance(reply["progress"], dict):
+                    on_progress(reply["progress"])
         except socket.timeout:
             raise DaemonUnavailable(f"the datamonfs daemon on {self.paths.socket} did not answer "
                                     f"{op!r} in time") from None
@@ -82,10 +92,19 @@ class Client:
         if not line:
             raise DaemonUnavailable(f"the datamonfs daemon on {self.paths.socket} closed the "
                                     "connection")
-        reply = json.loads(line)
+        if not isinstance(reply, dict):
+            raise DaemonUnavailable(f"the datamonfs daemon on {self.paths.socket} answered "
+                                    "something that is not a reply")
         if not reply.get("ok"):
             raise error_for(reply.get("error") or {})
         return reply
+
+
+def _parse(line: bytes):
+    try:
+        return json.loads(line) if line else None
+    except ValueError:
+        return None
 
 
 def ensure_daemon(socket_path: str | None = None) -> tuple[Client, int | None]:

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import trio
 
 from ..core.names import DEFAULT_BRANCH, check_name, parse_ref
-from ..errors import NotFound
+from ..core.model import Provenance
+from ..core.stores import StoreSpec
+from ..errors import IntegrityError, NotFound
 from . import auth, mountpoints, overlays, protocol, registry
 from .limits import COMMIT_TIMEOUT, STATUS_LIMIT
 from .paths import DaemonPaths
@@ -64,11 +66,13 @@ class MountTable:
         ref = protocol.field(req, "ref")
         mp = await self._mountpoint(req)
         rw = _writable_fields(req, ref)
+        store = StoreSpec.from_json(protocol.field(req, "store", dict)).to_json()
         if self.closing:
             raise Refused("the daemon is shutting down", "shutting_down")
         m = self.mounts.get(mp)
         if m is not None and rw and m.record.mode == "rw" and m.record.state == STALE:
             self._check_owner(m, peer)  # resume its overlay below
+            _check_store(m, store)
             if (m.record.repo, m.record.branch) != (rw["repo"], rw["branch"]):
                 raise Refused(f"{mp} has staged changes for {m.record.repo}:{m.record.branch}; "
                               f"mount that, or discard them with 'datamonfs unmount --discard "
@@ -81,34 +85,38 @@ class MountTable:
                 # Asking again for what is there (a documented way to resume after a
                 # crash, which something may have done already) succeeds.
                 self._check_owner(m, peer)
+                _check_store(m, store)
                 return {"mount": m.record.to_json(), "already": True}
             raise Refused(f"{mp} is already mounted ({m.record.ref}, bundle "
                           f"{m.record.bundle[:12]})", "already_mounted")
-        return {"mount": (await self._start_once(mp, ref, peer, rw)).to_json()}
+        return {"mount": (await self._start_once(mp, ref, peer, rw, store)).to_json()}
 
     async def _start_once(self, mp: str, ref: str, peer: auth.Peer,
-                          rw: dict | None) -> MountRecord:
+                          rw: dict | None, store: dict) -> MountRecord:
         if mp in self.pending:
             raise Refused(f"{mp} is being mounted already", "already_mounted")
         self.pending.add(mp)
         try:
-            return await self._start(mp, ref, peer, rw)
+            return await self._start(mp, ref, peer, rw, store)
         finally:
             self.pending.discard(mp)
 
-    async def _start(self, mp: str, ref: str, peer: auth.Peer, rw: dict | None) -> MountRecord:
-        """Mount at mp (clearing a dead writable mount there first) and record it."""
+    async def _start(self, mp: str, ref: str, peer: auth.Peer, rw: dict | None,
+                     store: dict) -> MountRecord:
+        """Mount at mp (clearing a dead writable mount there first) and record it. The
+        worker opens the store the request names: never the daemon's own."""
         extra = {}
         if rw:
             overlay = overlays.overlay_dir(self.paths, mp)
             existed = await trio.to_thread.run_sync(overlays.exists, overlay)
             await self._thread(mountpoints.clear, mp)
+            await self._thread(overlays.save_store, overlay, store)
             extra = {**rw, "overlay": overlay}
         await self._thread(mountpoints.check, mp, peer.uid)
         worker = await self.spares.take()
         try:
             ready = await worker.mount({"ref": ref, "mountpoint": mp, "uid": peer.uid,
-                                        "gid": peer.gid, **extra})
+                                        "gid": peer.gid, "store": store, **extra})
         except BaseException:
             with trio.CancelScope(shield=True):
                 await worker.kill()
@@ -119,7 +127,8 @@ class MountTable:
         record = MountRecord(mountpoint=mp, ref=ref, repo=ready["repo"], bundle=ready["bundle"],
                              uid=peer.uid, worker_pid=worker.pid, daemon_pid=os.getpid(),
                              since=time.time(), mode="rw" if rw else "ro",
-                             branch=extra.get("branch", ""), overlay=extra.get("overlay", ""))
+                             branch=extra.get("branch", ""), overlay=extra.get("overlay", ""),
+                             store=store)
         self.mounts[mp] = Mount(record, worker)
         self.save()
         self.nursery.start_soon(self._watch, mp, worker)
@@ -162,8 +171,22 @@ class MountTable:
             raise Refused(f"{mp} is being unmounted already", "busy")
         rw = m.record.mode == "rw"
         discard = rw and protocol.field(req, "discard", bool, required=False)
-        committed = await self._settle(m, peer, req) if rw and not discard else None
-        await self.unmount(m, force=bool(req.get("force")), drop_overlay=rw)
+        force = bool(protocol.field(req, "force", bool, required=False))
+        keep = rw and bool(protocol.field(req, "keep", bool, required=False))
+        if discard and keep:
+            raise protocol.ProtocolError("unmount takes 'discard' or 'keep', not both")
+        if m.worker is not None and not force:
+            # Before committing: a busy mount would be committed, then not unmounted.
+            users = await self._thread(mountpoints.users, mp)
+            if users:
+                raise Refused(f"{mp} is busy: used by {users}; close its files and leave the "
+                              "directory, or unmount --lazy", "busy")
+        committed = None
+        if rw and not (discard or keep):
+            _check_store(m, protocol.field(req, "store", dict, required=False))
+            committed = await self._settle(m, peer, req)
+        await self.unmount(m, force=force, drop_overlay=rw and not keep,
+                           reason="unmounted with its changes kept")
         return {"mountpoint": mp, "commit": committed}
 
     async def _settle(self, m: Mount, peer: auth.Peer, req: dict) -> dict | None:
@@ -182,11 +205,14 @@ class MountTable:
             raise Refused("committing on unmount needs an author; run 'datamonfs config "
                           "create', or unmount with --discard", "config")
         return await self.ask(m, peer, "commit", timeout=COMMIT_TIMEOUT,
-                              message=f"committed by unmount of {mp}", author=author)
+                              message=f"committed by unmount of {mp}", author=author,
+                              progress=bool(req.get("progress")))
 
-    async def unmount(self, m: Mount, force: bool, drop_overlay: bool = False) -> None:
+    async def unmount(self, m: Mount, force: bool, drop_overlay: bool = False,
+                      reason: str = "the daemon stopped") -> None:
         """Unmount; a writable mount's overlay is deleted with `drop_overlay` (committed or
-        discarded), else kept with its record, stale, for a later mount to resume."""
+        discarded), else kept with its record, stale (`reason`), for a later mount to
+        resume."""
         mp = m.record.mountpoint
         m.unmounting = True
         try:
@@ -198,7 +224,7 @@ class MountTable:
                     await m.worker.stop()
             if m.record.mode == "rw" and not drop_overlay:
                 m.worker = None
-                m.record.state, m.record.reason = STALE, f"the daemon stopped; {KEPT}"
+                m.record.state, m.record.reason = STALE, f"{reason}; {KEPT}"
             else:
                 if m.record.mode == "rw":
                     await trio.to_thread.run_sync(overlays.discard, m.record.overlay)
@@ -251,9 +277,17 @@ class MountTable:
         author = protocol.field(req, "author", dict)
         if not all(isinstance(author.get(k), str) for k in ("name", "email")):
             raise protocol.ProtocolError("field 'author' needs a name and an email")
+        _check_store(m, protocol.field(req, "store", dict, required=False))
+        try:  # what the bundle was made from: checked by the rules of a bundle record
+            made_from = Provenance.from_obj(req, "commit request")
+        except IntegrityError as e:
+            raise protocol.ProtocolError(str(e)) from None
         return await self.ask(m, peer, "commit", timeout=COMMIT_TIMEOUT, message=message,
                               label=label, author={"name": author["name"],
-                                                   "email": author["email"]})
+                                                   "email": author["email"]},
+                              progress=bool(protocol.field(req, "progress", bool,
+                                                           required=False)),
+                              **made_from.to_obj())
 
     async def ask(self, m: Mount, peer: auth.Peer, op: str, timeout: float = 60,
                   **fields) -> dict:
@@ -263,10 +297,12 @@ class MountTable:
         if m.unmounting or mp in self.pending:
             raise Refused(f"{mp} is being mounted or unmounted; retry", "busy")
         if m.worker is None:
-            rw = {"rw": True, "new": False, "repo": m.record.repo, "branch": m.record.branch}
-            await self._start_once(mp, m.record.ref, peer, rw)
+            rw = {"rw": True, "new": False, "create": False, "repo": m.record.repo,
+                  "branch": m.record.branch}
+            await self._start_once(mp, m.record.ref, peer, rw, await self._store_of(m))
             m = self.mounts[mp]
-        reply = await m.worker.ask(op, timeout=timeout, **fields)
+        reply = await m.worker.ask(op, timeout=timeout, on_progress=protocol.progress_sink(),
+                                   **fields)
         if reply is None:
             raise Refused(f"the worker of {mp} did not answer {op!r}; see the daemon log",
                           "unavailable")
@@ -277,6 +313,19 @@ class MountTable:
             m.record.bundle = reply["bundle"]
             self.save()
         return {k: v for k, v in reply.items() if k not in ("id", "ok")}
+
+    async def _store_of(self, m: Mount) -> dict:
+        """The store a stale mount was made from; for a record of an older daemon that
+        did not keep it, the daemon's own config's."""
+        if m.record.store:
+            return StoreSpec.from_json(m.record.store).to_json()
+
+        def configured() -> dict:
+            from ..core import config
+
+            return config.load().store_spec().to_json()
+
+        return await self._thread(configured)
 
     # -- request fields ----------------------------------------------------------
 
@@ -296,8 +345,20 @@ class MountTable:
 
     @staticmethod
     def _check_owner(m: Mount, peer: auth.Peer) -> None:
-        if not auth.is_privileged(peer) and peer.uid != m.record.uid:
+        if not auth.is_privileged(peer) and not peer.pod and peer.uid != m.record.uid:
             raise Refused(f"{m.record.mountpoint} was mounted by another user", "forbidden")
+
+
+def _check_store(m: Mount, store: dict | None) -> None:
+    """A request about a mount that names another store than the mount's is refused,
+    naming both: a commit goes where the mount's bundle came from, never elsewhere."""
+    if store is None or not m.record.store:
+        return
+    asked, mounted = StoreSpec.from_json(store).url, m.record.store.get("url")
+    if asked != mounted:
+        raise Refused(f"{m.record.mountpoint} is a mount of store {mounted}, not of {asked} "
+                      "(your DATAMONFS_STORE or config); use that store, or unmount it first",
+                      "config")
 
 
 def _same_mount(rec: MountRecord, ref: str, rw: dict | None) -> bool:
@@ -312,10 +373,11 @@ def _writable_fields(req: dict, ref: str) -> dict | None:
     if not protocol.field(req, "rw", bool, required=False):
         return None
     new = bool(protocol.field(req, "new", bool, required=False))
+    create = bool(protocol.field(req, "create", bool, required=False))
     repo, name = parse_ref(ref)
     branch = protocol.field(req, "branch", str, required=False)
     if new and (name or not branch):
         raise protocol.ProtocolError("a new writable mount takes ref REPO and a branch name")
     branch = branch if new else (name or DEFAULT_BRANCH)
     check_name(branch, "branch name")
-    return {"rw": True, "new": new, "repo": repo, "branch": branch}
+    return {"rw": True, "new": new, "create": create, "repo": repo, "branch": branch}

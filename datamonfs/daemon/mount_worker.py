@@ -24,7 +24,9 @@ import pyfuse3
 import trio
 
 from ..core import config
+from ..core.model import Provenance
 from ..core.repository import Author
+from ..core.stores import StoreSpec
 from ..errors import DatamonError
 from ..cache import FileReader, cached_repository
 from ..fs import readonly, writable
@@ -38,10 +40,19 @@ log = logging.getLogger("datamonfs.worker")
 READ_AHEAD_KB = int(os.environ.get("DATAMONFS_READ_AHEAD_KB", "1024"))
 
 
+def open_repository(req: dict):
+    """Blocking: the store the mount request names (never the daemon's own config's),
+    through the shared cache. A worker serves one store, so the store's timeout and
+    emulator host become its environment (read by the store and its deadlines)."""
+    spec = StoreSpec.from_json(req.get("store"))
+    os.environ.pop("STORAGE_EMULATOR_HOST", None)  # the daemon's own: not this store's
+    os.environ.update(spec.environment())
+    return cached_repository(config.load(), spec)
+
+
 def prepare(req: dict) -> ReadOnlyFS:
     """Blocking: open the store and cache, resolve the ref once, build the file system."""
-    cfg = config.load()
-    repo, reader = cached_repository(cfg)
+    repo, reader = open_repository(req)
     bundle = repo.resolve(req["ref"])
     info = MountInfo(ref=req["ref"], uid=int(req.get("uid", os.getuid())),
                      gid=int(req.get("gid", os.getgid())))
@@ -50,9 +61,10 @@ def prepare(req: dict) -> ReadOnlyFS:
 
 def prepare_writable(req: dict) -> WritableSession:
     """Blocking: open the store and cache, and the mount's overlay (resumed if it exists)."""
-    repo, reader = cached_repository(config.load())
+    repo, reader = open_repository(req)
     return WritableSession.open(repo, reader, WritableRequest(
-        repo=req["repo"], branch=req["branch"], new=bool(req.get("new")), overlay=req["overlay"],
+        repo=req["repo"], branch=req["branch"], new=bool(req.get("new")),
+        create=bool(req.get("create")), overlay=req["overlay"],
         mountpoint=req["mountpoint"], uid=int(req.get("uid", os.getuid())),
         gid=int(req.get("gid", os.getgid()))))
 
@@ -149,8 +161,15 @@ class MountWorker:
         try:
             if req["op"] == "commit":
                 author = req["author"]
+
+                async def progress(done: int, total: int) -> None:
+                    await self.chan.send({"id": rid, "progress": {
+                        "phase": "commit", "done": done, "total": total}})
+
                 return protocol.ok(rid, **await self.session.commit(
-                    req["message"], Author(author["name"], author["email"]), req.get("label")))
+                    req["message"], Author(author["name"], author["email"]), req.get("label"),
+                    progress if req.get("progress") else None,
+                    Provenance.from_obj(req, "commit request")))
             return protocol.ok(rid, **await self.session.status(int(req["limit"])))
         except DatamonError as e:
             return protocol.error_from(rid, e)
@@ -181,8 +200,12 @@ async def _main(fd: int) -> int:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    from logging.handlers import WatchedFileHandler
+
+    log_path = os.environ.get("DATAMONFS_WORKER_LOG")  # the daemon's log, which rotates
+    handler = WatchedFileHandler(log_path) if log_path else logging.StreamHandler(sys.stderr)
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO, handlers=[handler],
         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(message)s")
     sys.exit(trio.run(_main, int(sys.argv[1])))
 

@@ -71,3 +71,40 @@ def clear(path: str) -> tuple[bool, str]:
         return True, ""
     ok, err2 = fusermount(path, lazy=True)
     return ok or not is_mounted(path), err2 or err
+
+
+def users(path: str, limit: int = 3) -> str:
+    """Blocking: the processes using `path` (working directory, root, open files or mapped
+    files below it), as "pid 12 (bash), pid 34 (python3)"; "" when none is found. Read
+    from /proc like fuser(1), never touching the mount itself."""
+    inside = path.rstrip("/") + "/"
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if _uses(f"/proc/{pid}", path, inside):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    name = f.read().strip()
+            except OSError:
+                name = "?"
+            found.append(f"pid {pid} ({name})")
+    more = f" and {len(found) - limit} more" if len(found) > limit else ""
+    return ", ".join(found[:limit]) + more
+
+
+def _uses(proc: str, path: str, inside: str) -> bool:
+    def under(link: str) -> bool:
+        try:
+            target = os.readlink(link)
+        except OSError:
+            return False
+        return target == path or target.startswith(inside)
+
+    if under(f"{proc}/cwd") or under(f"{proc}/root"):
+        return True
+    try:
+        fds = os.listdir(f"{proc}/fd")
+    except OSError:
+        return False
+    return any(under(f"{proc}/fd/{fd}") for fd in fds)

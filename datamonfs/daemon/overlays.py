@@ -9,6 +9,7 @@ directory, even one its mount registry no longer names.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -48,6 +49,31 @@ def scan(paths: DaemonPaths) -> list[tuple[str, OverlayInfo]]:
         except FsError as e:
             log.warning("ignoring unreadable overlay %s: %s", directory, e)
     return found
+
+
+STORE_FILE = "store.json"  # the StoreSpec its mount was made from (beside the overlay's db)
+
+
+def save_store(directory: str, store: dict) -> None:
+    """Blocking: note which store an overlay is staged for, so a daemon that adopts it
+    after a crash commits it to that store."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = os.path.join(directory, STORE_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(store, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(directory, STORE_FILE))
+
+
+def load_store(directory: str) -> dict:
+    """The store an overlay is staged for ({} when it does not say)."""
+    try:
+        with open(os.path.join(directory, STORE_FILE), encoding="utf-8") as f:
+            value = json.load(f)
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def discard(directory: str) -> None:

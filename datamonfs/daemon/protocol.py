@@ -8,8 +8,9 @@ The same framing carries the supervisor's private channel to each mount worker.
 
 from __future__ import annotations
 
+import contextvars
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ..errors import DatamonError
 
@@ -66,6 +67,22 @@ def field(obj: dict, name: str, types=str, required: bool = True):
     return value
 
 
+# Where a long op's progress goes: set per request by the control server, so a handler
+# (and the worker reply it waits for) can stream {"id", "progress": {...}} lines before
+# its reply without every handler taking the connection as an argument.
+ProgressSink = Callable[[dict], Awaitable[None]]
+_progress_sink: contextvars.ContextVar[ProgressSink | None] = contextvars.ContextVar(
+    "progress_sink", default=None)
+
+
+def progress_sink() -> ProgressSink | None:
+    return _progress_sink.get()
+
+
+def set_progress_sink(sink: ProgressSink | None) -> None:
+    _progress_sink.set(sink)
+
+
 def ok(rid: Any, **fields) -> dict:
     return {"id": rid, "ok": True, **fields}
 
@@ -82,7 +99,10 @@ class LineStream:
     """JSON lines over a trio stream, with a cap on the length of a line."""
 
     def __init__(self, stream: trio.abc.Stream, limit: int = MAX_LINE):
+        import trio
+
         self.stream = stream
+        self._sending = trio.Lock()  # progress lines and replies from several tasks
         self.limit = limit
         self._buf = bytearray()
         self._eof = False
@@ -123,4 +143,5 @@ class LineStream:
         return None if line is None else decode(line)
 
     async def send(self, obj: dict) -> None:
-        await self.stream.send_all(encode(obj))
+        async with self._sending:
+            await self.stream.send_all(encode(obj))

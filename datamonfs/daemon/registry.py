@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class MountRecord:
     reason: str = ""
     branch: str = ""
     overlay: str = ""
+    store: dict = field(default_factory=dict)  # the StoreSpec it was mounted from (to_json)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -21,6 +21,7 @@ import trio
 
 from ..errors import ConfigError, DatamonError, StoreUnavailable
 from .lock import DaemonLock
+from .node import DEFAULT_SOCKET, SOCKET_MODE, Node, setup_environment
 from .paths import DaemonPaths, make_private_dir, paths_for, short_address
 
 log = logging.getLogger("datamonfs.daemon")
@@ -44,14 +45,22 @@ def group_id(name: str | None) -> int | None:
             raise ConfigError(f"no group named {name!r}") from None
 
 
+WORKER_LOG = "DATAMONFS_WORKER_LOG"  # internal: set by the daemon for its workers
+LOG_BYTES, LOG_KEEP = 10 << 20, 3  # daemon.log rotates at 10 MiB; .1 .. .3 are kept
+
+
 def _setup_logging(paths: DaemonPaths, foreground: bool) -> int:
-    """Log to the log file (and to stderr in the foreground); returns a descriptor
-    of the log file for the workers' output."""
+    """Log to the log file, rotated at LOG_BYTES (and to stderr in the foreground);
+    returns a descriptor of the log file for what workers print outside logging (a
+    crash's traceback). Workers log through their own handler that follows rotation."""
+    from logging.handlers import RotatingFileHandler
+
     os.makedirs(paths.state, mode=0o700, exist_ok=True)
     fmt = logging.Formatter(f"%(asctime)s daemon[{os.getpid()}] %(levelname)s %(message)s")
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    handlers = [logging.FileHandler(paths.log)]
+    handlers: list[logging.Handler] = [
+        RotatingFileHandler(paths.log, maxBytes=LOG_BYTES, backupCount=LOG_KEEP)]
     if foreground:
         handlers.append(logging.StreamHandler(sys.stderr))
     for h in handlers:
@@ -60,10 +69,12 @@ def _setup_logging(paths: DaemonPaths, foreground: bool) -> int:
     return os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
-def _listen(paths: DaemonPaths, group: int | None):
+def _listen(paths: DaemonPaths, group: int | None, node: bool = False):
     import socket
 
     make_private_dir(os.path.dirname(paths.socket))
+    if node:  # pods reach the socket's directory (a hostPath) as any uid
+        os.chmod(os.path.dirname(paths.socket), 0o755)
     try:
         os.unlink(paths.socket)  # left by a daemon that died: we hold the lock now
     except FileNotFoundError:
@@ -78,13 +89,16 @@ def _listen(paths: DaemonPaths, group: int | None):
     if group is not None:
         os.chown(paths.socket, -1, group)
         os.chmod(paths.socket, 0o660)
+    if node:
+        os.chmod(paths.socket, SOCKET_MODE)
     sock.listen(64)
     return sock
 
 
 def run(socket_path: str | None, group_name: str | None = None, foreground: bool = True,
-        ready_fd: int | None = None) -> int:
-    """Serve until SIGTERM/SIGINT or a shutdown request. Returns the exit status."""
+        ready_fd: int | None = None, node_root: str | None = None) -> int:
+    """Serve until SIGTERM/SIGINT or a shutdown request. Returns the exit status.
+    With `node_root`, in node mode (node.py): everything under that root, for pods."""
     from .supervisor import Supervisor
 
     def report(text: str) -> None:
@@ -94,7 +108,11 @@ def run(socket_path: str | None, group_name: str | None = None, foreground: bool
             os.close(ready_fd)
             ready_fd = None
 
+    node = None
     try:
+        if node_root is not None:
+            setup_environment(node_root)  # before paths_for: the state lives under the root
+            socket_path = socket_path or DEFAULT_SOCKET
         paths = paths_for(socket_path)
         group = group_id(group_name or os.environ.get("DATAMONFS_SOCKET_GROUP"))
         make_private_dir(os.path.dirname(paths.socket))
@@ -102,16 +120,27 @@ def run(socket_path: str | None, group_name: str | None = None, foreground: bool
         if not lock.try_acquire():
             raise AlreadyRunning(f"a datamonfs daemon is already running (pid "
                                  f"{lock.holder_pid()}) on {paths.socket}")
+        if node_root is not None:
+            try:
+                node = Node.open(node_root)
+            except BaseException:
+                lock.release()
+                raise
+    except OSError as e:  # node mode: the mounts directory could not be shared
+        report(f"error 1 config {e}")
+        print(f"datamonfs: error: {e}", file=sys.stderr)
+        return 1
     except DatamonError as e:
         report(f"error {e.exit_code} {e.code} {e}")
         print(f"datamonfs: error: {e}", file=sys.stderr)  # in the background: to the log
         return e.exit_code
     os.chdir("/")  # never keep a directory (a mountpoint, say) busy
     log_fd = _setup_logging(paths, foreground)
+    os.environ[WORKER_LOG] = paths.log  # workers log there themselves, following rotation
     try:
-        sock = _listen(paths, group)
+        sock = _listen(paths, group, node is not None)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        supervisor = Supervisor(paths, group, log_fd)
+        supervisor = Supervisor(paths, group, log_fd, node)
         trio.run(supervisor.serve, listener, lambda: report(f"ok {os.getpid()}"))
         return 0
     except BaseException as e:
@@ -126,8 +155,13 @@ def run(socket_path: str | None, group_name: str | None = None, foreground: bool
         lock.release()
 
 
-def start_background(socket_path: str | None, group_name: str | None = None) -> int:
+def start_background(socket_path: str | None, group_name: str | None = None,
+                     node_root: str | None = None) -> int:
     """Start a detached daemon; its pid once it serves. AlreadyRunning when another holds the socket."""
+    if node_root is not None:
+        node_root = os.path.abspath(node_root)
+        setup_environment(node_root)  # this process learns where the log is; the daemon too
+        socket_path = socket_path or DEFAULT_SOCKET
     paths = paths_for(socket_path)
     os.makedirs(paths.state, mode=0o700, exist_ok=True)
     env = dict(os.environ)
@@ -138,6 +172,8 @@ def start_background(socket_path: str | None, group_name: str | None = None) -> 
     args = [sys.executable, "-m", "datamonfs.daemon", "--socket", paths.socket]
     if group_name:
         args += ["--group", group_name]
+    if node_root is not None:
+        args += ["--node", "--root", node_root]
     r, w = os.pipe()
     with open(paths.log, "ab") as logf:
         proc = subprocess.Popen(args + ["--ready-fd", str(w)], pass_fds=(w,), env=env,

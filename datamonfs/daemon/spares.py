@@ -11,6 +11,7 @@ import logging
 
 import trio
 
+from .protocol import Refused
 from .worker_process import WorkerProcess
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ class SpareWorkers:
         try:
             if self._spare is None or not self._spare.alive():
                 self._spare = await self.spawn()
+        except Refused as e:  # said why already (a worker that died starting, say)
+            if not self.closed:
+                log.error("could not start a spare worker: %s", e)
         except Exception:
             log.exception("could not start a spare worker")
         finally:

@@ -24,17 +24,24 @@ from .lifecycle import MountTable
 from .paths import DaemonPaths
 from .protocol import Refused
 from .registry import STALE
+from .node import Node
+from .pods import PodGate
 from .spares import SpareWorkers
+from .store_ops import StoreOps
 from .worker_process import WorkerProcess
 
 log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    def __init__(self, paths: DaemonPaths, group: int | None = None, log_fd: int | None = None):
+    def __init__(self, paths: DaemonPaths, group: int | None = None, log_fd: int | None = None,
+                 node: Node | None = None):
         self.paths = paths
         self.group = group
         self.log_fd = log_fd  # the workers' stdout and stderr
+        self.node = node  # node mode: one daemon for every pod of a node (node.py)
+        self.gate: PodGate | None = None
+        self.store_ops = StoreOps(paths)
         self.started = time.time()
 
     async def serve(self, listener: trio.SocketListener, on_ready: Callable[[], None]) -> None:
@@ -44,7 +51,15 @@ class Supervisor:
             self.spares = SpareWorkers(nursery, self.log_fd)
             self.table = MountTable(self.paths, self.spares, nursery, mounts)
             self.table.save()
-            server = ControlServer(self._ops(), self.group)
+            ops = self._ops()
+            if self.node is not None:
+                log.info("node mode: %s", self.node.describe())
+                await self.node.clear_dead_mounts(self.table)
+                self.gate = PodGate(self.node, self.table)
+                ops = self.gate.wrap(ops)
+                nursery.start_soon(self.gate.watch_pods)
+            server = ControlServer(ops, self.group, everyone=self.node is not None,
+                                   closing=lambda: self.table.closing)
             nursery.start_soon(self._signals)
             nursery.start_soon(self.spares.refill)
             on_ready()
@@ -53,12 +68,14 @@ class Supervisor:
 
     def _ops(self) -> dict[str, Handler]:
         return {
-            "mount": self.table.op_mount,
+            "mount": self.op_mount,
             "unmount": self.table.op_unmount,
             "list": self.table.op_list,
             "status": self.op_status,
             "commit": self.table.op_commit,
             "cache_stats": self.op_cache_stats,
+            "locality": self.store_ops.op_locality,
+            "wait": self.store_ops.op_wait,
             "shutdown": self.op_shutdown,
         }
 
@@ -72,7 +89,9 @@ class Supervisor:
     async def shutdown(self) -> None:
         if self.table.closing:
             return
-        self.table.closing = True
+        self.table.closing = True  # from now on every request is refused (control.py)
+        if self.gate is not None:
+            await self.gate.drain()  # keeps, or commits, what writable mounts staged
         await self.table.unmount_all()
         await self.spares.close()
         log.info("daemon %d stopped", os.getpid())
@@ -80,11 +99,17 @@ class Supervisor:
 
     # -- ops -----------------------------------------------------------------
 
+    async def op_mount(self, req: dict, peer: auth.Peer) -> dict:
+        reply = await self.table.op_mount(req, peer)
+        await trio.to_thread.run_sync(self.store_ops.note_served, reply["mount"])
+        return reply
+
     async def op_status(self, req: dict, peer: auth.Peer) -> dict:
         if req.get("mountpoint") is not None:  # what a writable mount has staged
             return await self.table.op_staged(req, peer)
         mounts = self.table.mounts
         return {"pid": os.getpid(), "version": __version__, "socket": self.paths.socket,
+                "node": self.node.root if self.node else None,
                 "log": self.paths.log, "registry": self.paths.registry,
                 "uptime": round(time.time() - self.started, 3),
                 "mounts": len(mounts),
@@ -119,5 +144,7 @@ class Supervisor:
     async def op_shutdown(self, req: dict, peer: auth.Peer) -> dict:
         if not auth.is_privileged(peer):
             raise Refused("only root or the daemon's user may stop it", "forbidden")
+        mounts = [{"mountpoint": m.record.mountpoint, "mode": m.record.mode,
+                   "state": m.record.state} for m in self.table.mounts.values()]
         self.nursery.start_soon(self.shutdown)
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "mounts": mounts}

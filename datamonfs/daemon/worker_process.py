@@ -76,8 +76,9 @@ class WorkerProcess:
                 raise Refused(err.get("message", "mount failed"), err.get("code", "mount_failed"))
         raise Refused(f"mounting took longer than {MOUNT_TIMEOUT:.0f}s", "unavailable")
 
-    async def ask(self, op: str, timeout: float = 5.0, **fields) -> dict | None:
-        """One request on the private channel; None when the worker does not answer."""
+    async def ask(self, op: str, timeout: float = 5.0, on_progress=None, **fields) -> dict | None:
+        """One request on the private channel; None when the worker does not answer.
+        Progress lines the worker sends before its reply go to `on_progress`."""
         async with self._lock:
             rid = next(self._ids)
             try:
@@ -87,7 +88,10 @@ class WorkerProcess:
                         msg = await self.chan.receive()
                         if msg is None:
                             return None
-                        if msg.get("id") == rid:
+                        if msg.get("id") == rid and "progress" in msg and "ok" not in msg:
+                            if on_progress is not None and isinstance(msg["progress"], dict):
+                                await _forward(on_progress, msg["progress"])
+                        elif msg.get("id") == rid:
                             return msg
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 return None
@@ -122,6 +126,14 @@ class WorkerProcess:
         self.signal(signal.SIGKILL)
         await self.proc.wait()
         await self.chan.stream.aclose()
+
+
+async def _forward(on_progress, progress: dict) -> None:
+    """Pass a progress line on; a client that went away must not fail the commit."""
+    try:
+        await on_progress(progress)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
 
 
 def describe_exit(code: int) -> str:

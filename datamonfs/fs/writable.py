@@ -19,11 +19,10 @@ from typing import AsyncIterator, Callable
 import pyfuse3
 import trio
 
-from ..core.model import DIR, FILE, LINK
+from ..core.model import DIR, LINK
 from .overlay import Node, Overlay
 from .base_tree import WouldBlock
 from .operations import FileSystem, HandleTable, fuse_options, guarded
-from .vfs import ROOT
 
 log = logging.getLogger(__name__)
 

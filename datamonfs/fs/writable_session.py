@@ -16,9 +16,11 @@ import trio
 
 from ..cache import FileReader
 from ..core.chunks import ChunkReader
-from ..core.repository import BRANCH, Author, Repository
+from ..core.model import NO_PROVENANCE, Provenance
+from ..core.repository import BRANCH, LABEL, Author, Repository
 from ..errors import AlreadyExists, NotFound
-from .overlay import DB_NAME, Overlay, OverlayInfo, commit_overlay, open_overlay, status
+from .overlay import (DB_NAME, Overlay, OverlayInfo, commit_overlay, open_overlay, staged_bytes,
+                      status)
 from .writable import WritableFS
 
 
@@ -31,17 +33,24 @@ class WritableRequest:
     mountpoint: str
     uid: int
     gid: int
+    create: bool = False  # the branch's head, or an empty tree when there is no branch yet
 
 
 def _new_info(repo: Repository, req: WritableRequest) -> OverlayInfo:
     repo.get_repo(req.repo)
     head = repo.ref_head(req.repo, BRANCH, req.branch)
-    if req.new:
+    if req.new or (req.create and head is None):  # an empty tree; the commit makes the branch
+        repo.check_ref_name(req.repo, BRANCH, req.branch)
         if head is not None:
             raise AlreadyExists(f"branch {req.branch!r} of {req.repo!r} exists already; mount it "
                                 f"with 'datamonfs mount --rw {req.repo}:{req.branch} MOUNTPOINT'")
         return OverlayInfo(req.repo, req.branch, "", "", req.mountpoint, time.time(),
                            time.time_ns(), req.uid)
+    if head is None and repo.ref_head(req.repo, LABEL, req.branch) is not None:
+        raise NotFound(f"{req.repo}:{req.branch} is a label, not a branch: labels name one "
+                       f"bundle and do not move; mount it read-only, or make a branch from it "
+                       f"('datamonfs branch create {req.repo}:{req.branch} NEW-BRANCH') and "
+                       f"mount that with --rw")
     if head is None:
         raise NotFound(f"no branch {req.branch!r} in repo {req.repo!r}; start one with "
                        f"'datamonfs mount --rw --new {req.repo} MOUNTPOINT --branch {req.branch}'")
@@ -83,10 +92,15 @@ class WritableSession:
         return {"repo": info.repo, "branch": info.branch, "bundle": info.bundle, "files": files,
                 "bytes": size, "recovered": self.recovered}
 
-    async def commit(self, message: str, author: Author, label: str | None = None) -> dict:
+    async def commit(self, message: str, author: Author, label: str | None = None,
+                     progress=None, provenance: Provenance = NO_PROVENANCE) -> dict:
+        """Commit what is staged. `progress(done, total)` (async, optional) is told the
+        bytes cut so far, at most a few times a second."""
         async with self.fs.gate.alone():
+            told = _Throttled(progress, await trio.to_thread.run_sync(staged_bytes, self.ov))
             r = await trio.to_thread.run_sync(commit_overlay, self.ov, self.repo, author, message,
-                                              label)
+                                              label, told.add, provenance)
+            await told.finish()
         return {"bundle": r.bundle.id if r.bundle else None,
                 "parent": r.parent.id if r.parent else None,
                 "head_before": r.head_before, "forked": r.forked, "repo": self.ov.info.repo,
@@ -113,3 +127,25 @@ class WritableSession:
 
     def close(self) -> None:
         self.ov.close()
+
+
+class _Throttled:
+    """Progress counted in the commit's thread, reported on the event loop at most every
+    PROGRESS_EVERY seconds."""
+
+    PROGRESS_EVERY = 0.2
+
+    def __init__(self, report, total: int):
+        self.report, self.total = report, total
+        self.done, self.last = 0, 0.0
+
+    def add(self, n: int) -> None:  # in the commit's thread
+        self.done += n
+        now = time.monotonic()
+        if self.report is not None and now - self.last >= self.PROGRESS_EVERY:
+            self.last = now
+            trio.from_thread.run(self.report, self.done, max(self.total, self.done))
+
+    async def finish(self) -> None:
+        if self.report is not None and self.done:
+            await self.report(self.done, max(self.total, self.done))

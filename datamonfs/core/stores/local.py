@@ -40,17 +40,22 @@ def _start_time(pid: int) -> str | None:
 
 class LocalStore(Store):
     def __init__(self, root: str, create: bool = True):
+        """`create`: make the directory when it is missing (only commands that write)."""
         self.root = os.path.abspath(root)
         self.url = "file://" + self.root
         self._tmp = os.path.join(self.root, ".tmp")
         self._boot = _boot_id()
         self._writer = (0, "")  # (pid, the prefix of its temp names)
+        if not create and not os.path.isdir(self.root):
+            # A mistyped path must not become an empty store that shows no repos.
+            raise StoreUnavailable(
+                f"store {self.url} does not exist (no directory {self.root}); check the store "
+                "URL ('datamonfs config show'); commands that write create it")
         try:
-            if create:
-                os.makedirs(self._tmp, exist_ok=True)
-            elif not os.path.isdir(self.root):
-                raise FileNotFoundError(errno.ENOENT, "no such directory")
+            os.makedirs(self._tmp, exist_ok=True)
         except OSError as e:
+            if not create and e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+                return  # a store this user may only read: nothing to sweep
             raise StoreUnavailable(
                 f"cannot use store directory {self.root}: {e.strerror or e}; "
                 "check the path and its permissions") from e

@@ -11,12 +11,12 @@
 """
 
 from .changes import describe, status
-from .commit import commit_overlay, finish_pending, open_overlay
+from .commit import commit_overlay, finish_pending, open_overlay, staged_bytes
 from .content import OpenReader, RangeReader
 from .nodes import Node
 from .overlay import DATA_DIR, DB_NAME, Overlay, OverlayInfo, read_info
 from .schema import SCHEMA_VERSION
 
 __all__ = ["DATA_DIR", "DB_NAME", "SCHEMA_VERSION", "Node", "OpenReader", "Overlay",
-           "OverlayInfo", "RangeReader", "commit_overlay", "describe", "finish_pending",
+           "OverlayInfo", "RangeReader", "commit_overlay", "describe", "finish_pending", "staged_bytes",
            "open_overlay", "read_info", "status"]

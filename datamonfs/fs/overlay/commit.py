@@ -17,19 +17,23 @@ from __future__ import annotations
 import os
 
 from ...core.commit import CommitResult, bundle_id, prepare, publish
-from ...core.model import Bundle, Entry
+from ...core.model import Bundle, Entry, NO_PROVENANCE, Provenance
 from ...core.repository import BRANCH, LABEL, Author, Repository
 from ...errors import IntegrityError, NotFound
 from .changes import describe
 from .content import OpenReader
-from .overlay import DB_NAME, Overlay, OverlayInfo
+from .overlay import DATA_DIR, DB_NAME, Overlay, OverlayInfo
 
 
 def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
-                   label: str | None = None) -> CommitResult:
+                   label: str | None = None, progress=None,
+                   provenance: Provenance = NO_PROVENANCE) -> CommitResult:
     """Turn the staged changes into a bundle on the overlay's branch; empties the overlay.
-    Callers keep writers out while it runs (the file system's write gate)."""
+    Callers keep writers out while it runs (the file system's write gate). `progress` is
+    told the bytes cut as they are."""
     info = ov.info
+    if label is not None:  # before anything is stored: a label may not take a branch's name
+        repo.check_ref_name(info.repo, LABEL, label)
     parent = repo.get_bundle(info.repo, info.bundle) if info.bundle else None
     entries: dict[int, Entry] = {}
 
@@ -37,7 +41,8 @@ def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
         if ino in ov.nodes:  # only what the kernel may still ask about
             entries[ino] = entry
 
-    bundle, stats = prepare(repo, info.repo, parent, describe(ov), message, author, on_entry)
+    bundle, stats = prepare(repo, info.repo, parent, describe(ov), message, author, on_entry,
+                            progress, provenance)
     if bundle is None:
         if parent is not None:  # changes that cancel out: start clean on the same bundle
             ov.rebase(parent, entries)
@@ -47,6 +52,19 @@ def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
     head = publish(repo, bundle, info.branch, author, label)
     ov.rebase(bundle, entries)
     return CommitResult(bundle, parent, head, stats)
+
+
+def staged_bytes(ov: Overlay) -> int:
+    """Bytes written into the overlay's files (allocated blocks): what a commit will cut,
+    roughly (it also re-cuts up to a chunk around each change)."""
+    total = 0
+    with os.scandir(os.path.join(ov.dir, DATA_DIR)) as it:
+        for entry in it:
+            try:
+                total += entry.stat(follow_symlinks=False).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def finish_pending(ov: Overlay, repo: Repository) -> Bundle | None:
