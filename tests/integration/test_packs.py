@@ -47,9 +47,11 @@ def test_round_trip_in_packs_on_both_stores(cli, daemon, tmp_path):
         for offset in (0, 65_535, 1_000_003, 5 * MiB - 10):
             f.seek(offset)
             assert f.read(200_000) == files["big.bin"][offset:offset + 200_000]
-    # An unchanged upload finds every chunk in the packs: nothing is sent again.
-    again = cli("bundle", "upload", "r", str(src), "-m", "same")
-    assert "0 of " in again.err and "in 0 packs" in again.err
+    # An unchanged upload finds every chunk in the packs: nothing is sent again, and the
+    # tree is the same (locations included), so no bundle is made.
+    again = json.loads(cli("bundle", "upload", "r", str(src), "-m", "same", "--json").out)
+    assert (again["bundle"], again["new_bundle"]) == (bundle_id, False)
+    assert again["chunks_uploaded"] == again["packs"] == 0 < again["chunks"]
 
 
 # -- a killed pack upload -------------------------------------------------------------
@@ -198,10 +200,10 @@ def test_a_location_that_lies_is_refused_and_fails_reads_with_eio(cli, daemon, t
     tree = planter.raw(encode({"v": 2, "type": "tree", "entries": entries}))
     planter.bundle(tree, 4, 32)
     for name, why in (("moved", "corrupt"), ("past", "corrupt"), ("absent", "missing")):
-        r = cli("bundle", "download", "r:bad", str(tmp_path / name), "--name-filter", name,
+        r = cli("bundle", "download", "r:bad", str(tmp_path / name), "--filter", name,
                 expect=4)
         assert why in r.err and r.err.count("\n") == 1, r.err
-    cli("bundle", "download", "r:bad", str(tmp_path / "fine"), "--name-filter", "fine")
+    cli("bundle", "download", "r:bad", str(tmp_path / "fine"), "--filter", "fine")
     assert (tmp_path / "fine" / "fine").read_bytes() == good
     cli("cache", "clear")
     mp = daemon.mount("r:bad")
