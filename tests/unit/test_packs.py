@@ -8,13 +8,16 @@ import random
 import shutil
 from collections import Counter
 
-from support.files import write
+import pytest
+from support.files import snapshot, write
 from support.packs import MiB, folder, keys
 
+from datamonfs.cache import LmdbLocations
+from datamonfs.cache.index import CacheIndex
 from datamonfs.core import export, ingest
 from datamonfs.core.chunks import MAX_RUN, ChunkStore
 from datamonfs.core.encoding import address
-from datamonfs.core.packs import PackIndex
+from datamonfs.core.packs import MemoryLocations, PackIndex
 from datamonfs.core.repository import Author, Repository
 from datamonfs.core.stores import open_store
 from datamonfs.core.stores.base import ForwardingStore
@@ -143,90 +146,77 @@ def test_packs_are_sealed_by_size_and_by_age(tmp_path, monkeypatch):
     assert len(stored) == 3
 
 
-def test_the_pack_with_the_smallest_id_wins_and_stores_do_not_mix(tmp_path):
-    from datamonfs.cache import LmdbLocations
-    from datamonfs.cache.index import CacheIndex
-    from datamonfs.core.packs import MemoryLocations
+A, B = address(b"a"), address(b"b")
+HIGH = PackIndex("f" * 64, ((A, 0, 1), (B, 1, 1)))
+LOW = PackIndex("0" * 64, ((B, 0, 1),))
 
-    a, b = address(b"a"), address(b"b")
-    high = PackIndex("f" * 64, ((a, 0, 1), (b, 1, 1)))
-    low = PackIndex("0" * 64, ((b, 0, 1),))
+
+@pytest.fixture
+def cache_index(tmp_path):
     index = CacheIndex(str(tmp_path / "cache"))
-    try:
-        for where in (MemoryLocations(), LmdbLocations(index, "file:///one")):
-            where.add(high)
-            where.add(low)
-            where.add(high)  # read again: still the smallest
-            assert where.find(b).pack == "0" * 64 and where.find(a).offset == 0
-            assert where.unseen(["f" * 64, "0" * 64, "1" * 64]) == ["1" * 64]
-        other = LmdbLocations(index, "gs://two")
-        assert other.find(a) is None and other.unseen(["f" * 64]) == ["f" * 64]
-    finally:
-        index.close()
+    yield index
+    index.close()
 
 
-def test_packs_the_store_no_longer_lists_are_forgotten(tmp_path):
-    from datamonfs.cache import LmdbLocations
-    from datamonfs.cache.index import CacheIndex
-    from datamonfs.core.packs import MemoryLocations
-
-    a, b = address(b"a"), address(b"b")
-    high = PackIndex("f" * 64, ((a, 0, 1), (b, 1, 1)))
-    low = PackIndex("0" * 64, ((b, 0, 1),))
-    index = CacheIndex(str(tmp_path / "cache"))
-    try:
-        other = LmdbLocations(index, "gs://two")
-        other.add(low)
-        for where in (MemoryLocations(), LmdbLocations(index, "file:///one")):
-            where.add(high)
-            where.add(low)
-            assert where.keep_only({"f" * 64, "0" * 64}) == 0
-            assert where.keep_only({"f" * 64}) == 1
-            # b was known in the forgotten pack only (one location a chunk): it is sent
-            # again if met; a, in the pack left, is still found.
-            assert where.find(b) is None and where.find(a).pack == "f" * 64
-            assert where.unseen(["0" * 64]) == ["0" * 64]
-            assert where.keep_only(set()) == 1
-            assert where.find(a) is None and where.find(b) is None
-        assert other.find(b).pack == "0" * 64  # another store's packs are its own
-    finally:
-        index.close()
+def both_kinds(index: CacheIndex) -> tuple:
+    """Locations in memory, and in the cache's LMDB for one store."""
+    return MemoryLocations(), LmdbLocations(index, "file:///one")
 
 
-def test_a_store_made_anew_under_the_same_url_gets_every_chunk_again(tmp_path):
+def test_the_pack_with_the_smallest_id_wins_and_stores_do_not_mix(cache_index):
+    for where in both_kinds(cache_index):
+        where.add(HIGH)
+        where.add(LOW)
+        where.add(HIGH)  # read again: still the smallest
+        assert where.find(B).pack == "0" * 64 and where.find(A).offset == 0
+        assert where.unseen(["f" * 64, "0" * 64, "1" * 64]) == ["1" * 64]
+    other = LmdbLocations(cache_index, "gs://two")
+    assert other.find(A) is None and other.unseen(["f" * 64]) == ["f" * 64]
+
+
+def test_packs_the_store_no_longer_lists_are_forgotten(cache_index):
+    other = LmdbLocations(cache_index, "gs://two")
+    other.add(LOW)
+    for where in both_kinds(cache_index):
+        where.add(HIGH)
+        where.add(LOW)
+        assert where.keep_only({"f" * 64, "0" * 64}) == 0
+        assert where.keep_only({"f" * 64}) == 1
+        # B was known in the forgotten pack only (one location a chunk): it is sent
+        # again if met; A, in the pack left, is still found.
+        assert where.find(B) is None and where.find(A).pack == "f" * 64
+        assert where.unseen(["0" * 64]) == ["0" * 64]
+        assert where.keep_only(set()) == 1
+        assert where.find(A) is None and where.find(B) is None
+    assert other.find(B).pack == "0" * 64  # another store's packs are its own
+
+
+def test_a_store_made_anew_under_the_same_url_gets_every_chunk_again(tmp_path, cache_index):
     """The locations this machine kept of a store must not be named by new entries once
     the store no longer lists their packs (emptied and made anew, a pack removed)."""
-    from support.files import snapshot
-
-    from datamonfs.cache import LmdbLocations
-    from datamonfs.cache.index import CacheIndex
-
     url = "file://" + str(tmp_path / "store")
     src = tmp_path / "src"
     folder(src)
-    index = CacheIndex(str(tmp_path / "cache"))
-    try:
-        def repository() -> Repository:
-            repo = Repository(open_store(url), locations=LmdbLocations(index, url))
-            repo.create_repo("r", "", ADA)
-            return repo
 
-        _, first = ingest.upload(repository(), "r", str(src), "one", ADA)
-        shutil.rmtree(tmp_path / "store")
-        repo = repository()
-        bundle, again = ingest.upload(repo, "r", str(src), "again", ADA)
-        assert again.bytes_uploaded == first.bytes_uploaded == again.bytes
-        export.download(repo, bundle, str(tmp_path / "out"))
-        assert snapshot(tmp_path / "out") == snapshot(src)
+    def repository() -> Repository:
+        repo = Repository(open_store(url), locations=LmdbLocations(cache_index, url))
+        repo.create_repo("r", "", ADA)
+        return repo
 
-        # One pack removed (as a collector would): its chunks go again, the others' not.
-        pack = keys(url, "packidx/")[0].rsplit("/", 1)[1]
-        lost = len(PackIndex.parse(repo.store.get(ChunkStore.index_key(pack)), pack).chunks)
-        repo.store.delete(ChunkStore.index_key(pack))
-        repo.store.delete(ChunkStore.pack_key(pack))
-        bundle, third = ingest.upload(repo, "r", str(src), "three", ADA, allow_empty=True)
-        assert third.chunks_uploaded == lost
-        export.download(repo, bundle, str(tmp_path / "out3"))
-        assert snapshot(tmp_path / "out3") == snapshot(src)
-    finally:
-        index.close()
+    _, first = ingest.upload(repository(), "r", str(src), "one", ADA)
+    shutil.rmtree(tmp_path / "store")
+    repo = repository()
+    bundle, again = ingest.upload(repo, "r", str(src), "again", ADA)
+    assert again.bytes_uploaded == first.bytes_uploaded == again.bytes
+    export.download(repo, bundle, str(tmp_path / "out"))
+    assert snapshot(tmp_path / "out") == snapshot(src)
+
+    # One pack removed (as a collector would): its chunks go again, the others' not.
+    pack = keys(url, "packidx/")[0].rsplit("/", 1)[1]
+    lost = len(PackIndex.parse(repo.store.get(ChunkStore.index_key(pack)), pack).chunks)
+    repo.store.delete(ChunkStore.index_key(pack))
+    repo.store.delete(ChunkStore.pack_key(pack))
+    bundle, third = ingest.upload(repo, "r", str(src), "three", ADA, allow_empty=True)
+    assert third.chunks_uploaded == lost
+    export.download(repo, bundle, str(tmp_path / "out3"))
+    assert snapshot(tmp_path / "out3") == snapshot(src)
