@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux fio
 BENCH_APT_PACKAGES := rclone s3fs
 # Peers run from a virtualenv of their own, so their dependencies never meet ours.
 PEERS_VENV := .venv-peers

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The datamonfs benchmark suite: every scenario beside the physical limit and peers.
 
-Runs the scenarios in order (1 ingest, 2 versions, 3 read, 4 write, 5 scale), each tool
+Runs the scenarios in order (1 ingest, 2 versions, 3 read, 4 write, 5 scale, 6 fio), each tool
 alternating with the others over --reps repetitions, and writes bench/results/: REPORT.md
 (tables, targets, charts), one PNG chart per table and results.json (every sample).
 `make bench` runs it with the peers installed; SIZE=large is ten times bigger.
@@ -23,12 +23,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchsuite import report, s_ingest, s_read, s_scale, s_versions, s_write  # noqa: E402
+from benchsuite import report, s_fio, s_ingest, s_read, s_scale, s_versions, s_write  # noqa: E402
 from benchsuite.common import REPO_ROOT, can_drop_caches  # noqa: E402
 from benchsuite.measure import Results  # noqa: E402
 from benchsuite.sizes import SIZES  # noqa: E402
 
-SCENARIOS = {"1": s_ingest, "2": s_versions, "3": s_read, "4": s_write, "5": s_scale}
+SCENARIOS = {"1": s_ingest, "2": s_versions, "3": s_read, "4": s_write, "5": s_scale,
+             "6": s_fio}
 OUT = os.path.join(REPO_ROOT, "bench", "results")
 
 

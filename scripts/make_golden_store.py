@@ -4,17 +4,18 @@ writers add to it (docs/FORMAT.md §12).
     python scripts/make_golden_store.py [DIR]        (DIR defaults to tests/data)
 
 copies DIR/golden-store/ (format 1, written by the writers of version 1 and kept as it
-is: today's writers no longer write format 1; its bundles A, B and C) to
+is: today's writers no longer write format 1; its bundles A, B, C and D) to
 DIR/golden-store-v2/, adds two bundles of format 2 and writes DIR/golden-store-v2.json
 (what a reader must find in it):
-- D, the head of main: a commit on bundle B, with the core's commit, that changes one
+- E, the head of main: a commit on bundle B, with the core's commit, that changes one
   byte of `seventeen.bin` (its first ten chunks stay the loose chunks of format 1, the
   re-cut rest goes into a pack: a chunk list of both kinds) and adds `packed.txt`;
   the untouched subtrees stay the trees of format 1;
-- E, branch `packed`: bundle A's description written by today's writers, every chunk in
+- F, branch `packed`: bundle D's description written by today's writers, every chunk in
   packs (several: packs are sealed at PACK_BYTES here), the 17-chunk file in a chunks
-  object with a pack table; made by a command from bundle A, so its record of format 2
-  carries provenance (`inputs`, `process`).
+  object with a pack table, `attrs.txt` with its extended attributes in the optional 7th
+  element of an entry of format 2; made by a command from bundle D, so its record of
+  format 2 carries provenance (`inputs`, `process`).
 tests/unit/test_golden_store.py reads both golden stores with today's code and builds
 this one again with `build` to compare byte for byte, so a change of the format shows
 up as a failing test. Run this only when the format changes on purpose (and update
@@ -53,7 +54,8 @@ from datamonfs.core import commit, packs, repository, trees  # noqa: E402
 from datamonfs.core.chunks import cut  # noqa: E402
 from datamonfs.core.encoding import VERSION, address  # noqa: E402
 from datamonfs.core.ingest import ChunkUploader, UploadStats  # noqa: E402
-from datamonfs.core.model import LINK, Bundle, Entry, Input, Process, Provenance  # noqa: E402
+from datamonfs.core.model import (LINK, Bundle, Entry, Input, Process, Provenance,  # noqa: E402
+                                   xattrs_to_obj)
 from datamonfs.core.repository import BRANCH, Author, Repository  # noqa: E402
 from datamonfs.core.stores.local import LocalStore  # noqa: E402
 
@@ -73,6 +75,7 @@ class File:
     data: bytes | list[bytes]  # bytes: cut as an upload cuts them; a list: these chunks
     mtime: int = T
     mode: int = 0o644
+    xattrs: tuple = ()  # (name, value) in name order: the entry's optional 7th element
 
 
 @dataclass
@@ -122,6 +125,28 @@ def tree_a() -> Dir:
     }, T + 12)
 
 
+def tree_b() -> Dir:
+    """The second bundle on main: one file changed, one added, one removed; the rest,
+    subtrees included, is shared with the first."""
+    root = tree_a()
+    root.children["small.txt"] = File(b"hello again, golden store\n", T + 20)
+    root.children["added.txt"] = File(b"new in the second bundle\n", T + 20)
+    del root.children["old.txt"]
+    root.mtime = T + 20
+    return root
+
+
+def tree_d() -> Dir:
+    """A fourth bundle, on branch attrs: the second plus one file with extended attributes
+    (one value of text, one of bytes that are not UTF-8), in the optional 7th element."""
+    root = tree_b()
+    root.children["attrs.txt"] = File(b"a file with extended attributes\n", T + 30,
+                                      xattrs=(("user.bytes", b"\x00\xff\xfe"),
+                                              ("user.origin", b"golden store")))
+    root.mtime = T + 30
+    return root
+
+
 class _Writer:
     """Writes entries with the library's writers and notes, by path, what a reader must
     find: from the description above, plus the addresses the writers gave."""
@@ -140,10 +165,12 @@ class _Writer:
         elif isinstance(node, File):
             pieces = node.data if isinstance(node.data, list) else list(cut(io.BytesIO(node.data)))
             refs = [self.uploader.add(data) for data in pieces]
-            e = trees.file_entry(self.repo.objects, name, node.mode, node.mtime, refs)
+            e = trees.file_entry(self.repo.objects, name, node.mode, node.mtime, refs,
+                                 node.xattrs)
             self._note(path, e, blake3=address(b"".join(pieces)), chunks=len(pieces),
                        packs=len({r.pack for r in refs}),
-                       **({"chunklist": e.chunklist} if e.chunklist else {}))
+                       **({"chunklist": e.chunklist} if e.chunklist else {}),
+                       **({"xattrs": xattrs_to_obj(e.xattrs)} if e.xattrs else {}))
         else:
             prefix = f"{path}/" if path else ""
             entries = [self.entry(prefix + n, node.children[n]) for n in sorted(node.children)]
@@ -183,12 +210,12 @@ def _packs():
         yield
 
 
-SEVENTEEN_D = b"".join(TINY[:10]) + b"chunk 1X\n" + b"".join(TINY[11:])
+SEVENTEEN_E = b"".join(TINY[:10]) + b"chunk 1X\n" + b"".join(TINY[11:])
 PACKED = b"written by format 2, in a pack\n"
 
 
-def bundle_d(repo: Repository, b: Bundle, expected_b: dict) -> tuple[Bundle, dict]:
-    """Bundle D, a commit on B: one byte of seventeen.bin changed, packed.txt added."""
+def bundle_e(repo: Repository, b: Bundle, expected_b: dict) -> tuple[Bundle, dict]:
+    """Bundle E, a commit on B: one byte of seventeen.bin changed, packed.txt added."""
     old = repo.trees.lookup(b.tree, "seventeen.bin")
     at = 10 * len(TINY[0]) + 7
 
@@ -197,16 +224,16 @@ def bundle_d(repo: Repository, b: Bundle, expected_b: dict) -> tuple[Bundle, dic
 
     changes = {
         "packed.txt": commit.NewFile(0o644, T + 30, len(PACKED), content(PACKED)),
-        "seventeen.bin": commit.NewFile(0o600, T + 30, len(SEVENTEEN_D), content(SEVENTEEN_D),
+        "seventeen.bin": commit.NewFile(0o600, T + 30, len(SEVENTEEN_E), content(SEVENTEEN_E),
                                         old, ((at, at + 1),)),
     }
     root = commit.NewDir(0o755, T + 30, b.tree, lambda: sorted(changes.items()))
-    with mock.patch.object(commit, "time", SimpleNamespace(time_ns=lambda: T + 500 * S)), \
-            _clock(T + 501 * S, "1111111111111111"):
-        result = commit.commit(repo, REPO, "main", b, root, "fourth bundle: a commit in format 2",
+    with mock.patch.object(commit, "time", SimpleNamespace(time_ns=lambda: T + 600 * S)), \
+            _clock(T + 601 * S, "1111111111111111"):
+        result = commit.commit(repo, REPO, "main", b, root, "fifth bundle: a commit in format 2",
                                AUTHOR)
     entries = dict(expected_b)
-    for name, data in (("packed.txt", PACKED), ("seventeen.bin", SEVENTEEN_D)):
+    for name, data in (("packed.txt", PACKED), ("seventeen.bin", SEVENTEEN_E)):
         e = repo.trees.lookup(result.bundle.tree, name)
         refs = repo.trees.chunks(e)
         entries[name] = {"kind": "file", "mode": e.mode, "mtime": e.mtime, "size": e.size,
@@ -230,35 +257,35 @@ def build(root: str, v1: str) -> dict:
     shutil.copytree(v1, root, dirs_exist_ok=True)
     store = LocalStore(root)
     repo = Repository(store)
-    a, b = doc["bundles"]["A"]["id"], doc["bundles"]["B"]["id"]
+    b, d = doc["bundles"]["B"]["id"], doc["bundles"]["D"]["id"]
     doc["format"] = VERSION
     with _packs():
-        d, entries = bundle_d(repo, repo.get_bundle(REPO, b), doc["bundles"]["B"]["entries"])
-        doc["bundles"]["D"] = {"id": d.id, "tree": d.tree, "parents": [b], "time": d.time,
-                               "files": d.files, "bytes": d.bytes, "message": d.message,
+        e, entries = bundle_e(repo, repo.get_bundle(REPO, b), doc["bundles"]["B"]["entries"])
+        doc["bundles"]["E"] = {"id": e.id, "tree": e.tree, "parents": [b], "time": e.time,
+                               "files": e.files, "bytes": e.bytes, "message": e.message,
                                "entries": entries}
         repo.refresh_locations()
         uploader = ChunkUploader(repo, UploadStats())
         writer = _Writer(repo, uploader)
-        top = writer.entry("", tree_a())
+        top = writer.entry("", tree_d())
         uploader.finish()
-    message = "fifth bundle: the first one's files, written in format 2 by a command"
-    made_from = Provenance((Input(REPO, a),), MADE_BY)
-    e = repo.write_bundle(Bundle(REPO, top.tree, (), message, AUTHOR.name, AUTHOR.email,
-                                 T + 600 * S, top.files, top.size, made_from.inputs,
+    message = "sixth bundle: the fourth one's files, written in format 2 by a command"
+    made_from = Provenance((Input(REPO, d),), MADE_BY)
+    f = repo.write_bundle(Bundle(REPO, top.tree, (), message, AUTHOR.name, AUTHOR.email,
+                                 T + 700 * S, top.files, top.size, made_from.inputs,
                                  made_from.process))
-    doc["bundles"]["E"] = {"id": e.id, "tree": e.tree, "parents": [], "time": e.time,
-                           "files": e.files, "bytes": e.bytes, "message": message,
+    doc["bundles"]["F"] = {"id": f.id, "tree": f.tree, "parents": [], "time": f.time,
+                           "files": f.files, "bytes": f.bytes, "message": message,
                            "entries": writer.expected, **made_from.to_obj()}
-    with _clock(T + 601 * S, "2222222222222222"):
-        repo.append_ref(REPO, BRANCH, "packed", e.id, AUTHOR)
+    with _clock(T + 701 * S, "2222222222222222"):
+        repo.append_ref(REPO, BRANCH, "packed", f.id, AUTHOR)
     store.close()
     os.rmdir(os.path.join(root, ".tmp"))
     # Newest first; REF as the CLI takes it (label, branch, bundle id prefix).
-    doc["logs"]["branch/main"].insert(0, d.id)
-    doc["logs"]["branch/packed"] = [e.id]
-    doc["refs"] |= {REPO: d.id, f"{REPO}:main": d.id, f"{REPO}:packed": e.id,
-                    f"{REPO}:{d.id[:8]}": d.id, f"{REPO}:{e.id[:8]}": e.id}
+    doc["logs"]["branch/main"].insert(0, e.id)
+    doc["logs"]["branch/packed"] = [f.id]
+    doc["refs"] |= {REPO: e.id, f"{REPO}:main": e.id, f"{REPO}:packed": f.id,
+                    f"{REPO}:{e.id[:8]}": e.id, f"{REPO}:{f.id[:8]}": f.id}
     return doc
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Where a mount's time goes: py-spy profiles of the mount worker while it serves the
-reads and writes whose targets the benchmark report marks missed.
+reads and writes whose targets the benchmark report marks missed (with --fio only the fio
+jobs of scenario 6 on a writable mount).
 
 For each workload it prints the wall time, the worker's CPU time over that wall time
 (low: the time is spent outside the worker, in the kernel's FUSE path or waiting on the
@@ -8,7 +9,7 @@ store), and the functions the worker's samples were in most (self time, then the
 frames that were on the stack); the raw stacks go to bench/results/profiles/ (collapsed
 format: speedscope or flamegraph.pl draw them).
 
-    scripts/profile_mount.py [--size 512] [--files 5000]    (root; py-spy from .[bench])
+    scripts/profile_mount.py [--size 512] [--files 5000] [--fio]   (root; py-spy from .[bench])
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchsuite import data  # noqa: E402
+from benchsuite import data, s_fio  # noqa: E402
 from benchsuite.common import MiB, REPO_ROOT, Datamonfs, drop_caches, scratch, timed  # noqa: E402
 from benchsuite.s_read import random_reads  # noqa: E402
+from benchsuite.sizes import SIZES  # noqa: E402
 
 OUT = os.path.join(REPO_ROOT, "bench", "results", "profiles")
 PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
@@ -105,42 +107,68 @@ def regions(path: str, size: int, readers: int) -> float:
     return time.perf_counter() - start
 
 
+def fio_profiles(dm: Datamonfs) -> None:
+    """Scenario 6's fio jobs (default size) on a new writable mount, one profile each."""
+    dm("repo", "create", "prof")
+    rw = dm.mount("prof", "m-fio", "--rw", "--new", "--branch", "fio")
+    directory = os.path.join(rw, "fio")
+    os.makedirs(directory)
+    pid = worker_pid(dm, rw)
+    for figure, (name, args, kinds) in s_fio.job_args(SIZES["default"]).items():
+        def run(name=name, args=args, kinds=kinds, figure=figure) -> float:
+            start = time.perf_counter()
+            speed = s_fio.mib_per_s(s_fio.fio(directory, name, *args), *kinds)
+            print(f"\nfio {figure}: {speed:.0f} MiB/s")
+            return time.perf_counter() - start
+        profile("fio-" + name + ("-read" if "--rw=read" in args else ""), pid, run)
+
+
+def mount_profiles(dm: Datamonfs, work: str, args) -> None:
+    """Reads through a read-only mount (cold, warm, random, parallel) and an untar into a
+    writable one."""
+    src = os.path.join(work, "src")
+    os.makedirs(src)
+    data.write_random(os.path.join(src, "big.bin"), args.size * MiB, random.Random(1))
+    dm("repo", "create", "prof")
+    dm("bundle", "upload", "prof", src, "-m", "big", "--label", "v1")
+    mp = dm.mount("prof:v1", "m-ro")
+    pid = worker_pid(dm, mp)
+    big = os.path.join(mp, "big.bin")
+    cat = lambda: timed(["cat", big])  # noqa: E731
+    dm.clear_cache()
+    drop_caches()
+    profile("read-cold", pid, cat)
+    drop_caches()
+    profile("read-warm-block-cache", pid, cat)
+    profile("read-warm-kernel-cache", pid, cat)
+    drop_caches()
+    size = args.size * MiB
+    profile("random-4k-warm-block-cache", pid, lambda: 2000 / random_reads(big, size, 4096, 2000, 1))
+    dm.clear_cache()
+    drop_caches()
+    profile("read-16-readers-cold", pid, lambda: regions(big, size, 16))
+
+    archive = os.path.join(work, "files.tar")
+    data.tar_of_small_files(archive, args.files)
+    rw = dm.mount("prof", "m-rw", "--rw", "--new", "--branch", "scratch")
+    profile("untar", worker_pid(dm, rw), lambda: timed(["tar", "xf", archive, "-C", rw]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512, help="MiB of the file read (default 512)")
     ap.add_argument("--files", type=int, default=5000, help="files untarred (default 5000)")
+    ap.add_argument("--fio", action="store_true", help="only the fio jobs of scenario 6")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     work = scratch("profile")
     dm = Datamonfs(work)
     try:
-        src = os.path.join(work, "src")
-        os.makedirs(src)
-        data.write_random(os.path.join(src, "big.bin"), args.size * MiB, random.Random(1))
-        dm("repo", "create", "prof")
-        dm("bundle", "upload", "prof", src, "-m", "big", "--label", "v1")
-        mp = dm.mount("prof:v1", "m-ro")
-        pid = worker_pid(dm, mp)
-        big = os.path.join(mp, "big.bin")
-        cat = lambda: timed(["cat", big])  # noqa: E731
-        dm.clear_cache()
-        drop_caches()
-        profile("read-cold", pid, cat)
-        drop_caches()
-        profile("read-warm-block-cache", pid, cat)
-        profile("read-warm-kernel-cache", pid, cat)
-        drop_caches()
-        size = args.size * MiB
-        profile("random-4k-warm-block-cache", pid, lambda: 2000 / random_reads(big, size, 4096, 2000, 1))
-        dm.clear_cache()
-        drop_caches()
-        profile("read-16-readers-cold", pid, lambda: regions(big, size, 16))
-
-        archive = os.path.join(work, "files.tar")
-        data.tar_of_small_files(archive, args.files)
-        rw = dm.mount("prof", "m-rw", "--rw", "--new", "--branch", "scratch")
-        profile("untar", worker_pid(dm, rw), lambda: timed(["tar", "xf", archive, "-C", rw]))
+        if args.fio:
+            fio_profiles(dm)
+        else:
+            mount_profiles(dm, work, args)
     finally:
         dm.close()
     print(f"\nraw stacks (collapsed, for flamegraph.pl or speedscope): {os.path.relpath(OUT)}")

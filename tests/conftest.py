@@ -42,7 +42,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _expected(request) -> tuple[str, ...]:
-    return tuple(t for m in request.node.iter_markers("expect_log") for t in m.args)
+    texts = tuple(t for m in request.node.iter_markers("expect_log") for t in m.args)
+    if request.node.get_closest_marker("gcs"):
+        # The emulator is one Python process: on a loaded machine a large upload can take
+        # longer than the store's notice threshold. Saying so is right, not a defect.
+        texts += ("is not answering; retrying",)
+    return texts
 
 
 @pytest.fixture(autouse=True)

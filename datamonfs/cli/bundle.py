@@ -173,7 +173,8 @@ def files(ref: str, pattern: str | None, as_json: bool) -> None:
                    "(for a one-off download bigger than the cache).")
 def download(ref: str, dest: str, pattern: str | None, resume: bool, delete: bool,
              no_cache: bool) -> None:
-    """Download a bundle into DEST, verifying every chunk."""
+    """Download a bundle into DEST, verifying every chunk. Extended attributes (user.*)
+    are written when DEST's file system takes them; a warning counts those it refused."""
     cfg = load_config()
     repository = open_repository(cfg)
     b = repository.resolve(ref)
@@ -187,6 +188,9 @@ def download(ref: str, dest: str, pattern: str | None, resume: bool, delete: boo
     kept = f"; {stats.kept} already complete, kept" if stats.kept else ""
     gone = f"; {stats.deleted} not in the bundle, deleted" if stats.deleted else ""
     info(f"{stats.files} files, {human_size(stats.bytes)} written to {dest}{kept}{gone}")
+    if stats.xattrs_skipped:
+        info(f"warning: {stats.xattrs_skipped} extended attribute(s) not written: the file "
+             f"system of {dest} does not take them (or not that large)")
 
 
 @bundle.command("diff")

@@ -117,9 +117,14 @@ def status(socket_path: str | None, as_json: bool) -> None:
                                           "--branch names the branch to create.")
 @json_option
 @click.option("--branch", default=None, metavar="NAME", help="With --rw --new: the new branch.")
+@click.option("--uid", type=click.IntRange(0, 2**32 - 2), default=None, metavar="UID",
+              help="Show the bundle's files as owned by this uid (default: yours; only root "
+                   "may name another user).")
+@click.option("--gid", type=click.IntRange(0, 2**32 - 2), default=None, metavar="GID",
+              help="And this group (default: yours; one of your groups unless you are root).")
 @socket_option
 def mount(ref: str, mountpoint: str, rw: bool, new: bool, as_json: bool, branch: str | None,
-          socket_path: str | None) -> None:
+          uid: int | None, gid: int | None, socket_path: str | None) -> None:
     """Mount bundle REF (REPO:REF) read-only at MOUNTPOINT, an empty directory.
 
     The ref is resolved once, now: the mount shows that bundle until unmounted.
@@ -129,6 +134,9 @@ def mount(ref: str, mountpoint: str, rw: bool, new: bool, as_json: bool, branch:
     (crash-safe) in the daemon's state directory until 'datamonfs commit' or 'datamonfs
     unmount' commits them. A writable mount left by a crash is resumed by mounting
     the same branch at the same mountpoint again.
+
+    Bundles record no owners: their files show as owned by --uid/--gid. What is created
+    in a writable mount belongs to whoever created it, while the mount lives.
     """
     if (new or branch) and not rw:
         raise click.UsageError("--new and --branch go with --rw")
@@ -140,6 +148,7 @@ def mount(ref: str, mountpoint: str, rw: bool, new: bool, as_json: bool, branch:
     if started:
         info(f"started the datamonfs daemon (pid {started}); log: {client.paths.log}")
     fields = {"rw": True, "new": new, "branch": branch} if rw else {}
+    fields.update({k: v for k, v in (("uid", uid), ("gid", gid)) if v is not None})
     with client:
         reply = client.call("mount", timeout=300, ref=ref, mountpoint=mp, store=store, **fields)
     m = reply["mount"]

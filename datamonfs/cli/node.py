@@ -35,6 +35,8 @@ def locality(refs: tuple[str, ...], socket_path: str | None) -> dict:
     except DaemonUnavailable:
         pass
     blocks = open_cache(cfg)[0]
+    if not refs:  # nothing to look up: the store need not even exist
+        return {"bundles": [], "cache": blocks.stats()}
     repo = open_repository(cfg)
     rows = report(repo, blocks, [repo.resolve(ref) for ref in refs])
     return {"bundles": rows, "cache": blocks.stats()}

@@ -32,7 +32,7 @@ from . import rules
 from .chunks import V2, ChunkRef, Cutting, cutting_of, same_content
 from .encoding import address, encode
 from .ingest import ChunkUploader, UploadStats
-from .model import DIR, FILE, LINK, Bundle, Entry, NO_PROVENANCE, Provenance
+from .model import DIR, FILE, LINK, NO_PROVENANCE, Bundle, Entry, Provenance, Xattrs
 from .names import check_name
 from .repository import BRANCH, LABEL, Author, Repository
 from .trees import DirectoryBuilder, claims_of, file_entry
@@ -68,6 +68,7 @@ class NewFile:
     base: Entry | None = None
     changed: tuple[tuple[int, int], ...] = ()  # [start, end) ranges, any order
     key: object = None
+    xattrs: Xattrs = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class NewDir:
     base: str | None
     changes: Callable[[], Iterable[tuple[str, "Change | None"]]]
     key: object = None
+    xattrs: Xattrs = ()
 
 
 Change = Union[Keep, NewLink, NewFile, NewDir]  # what a name of a NewDir becomes
@@ -167,19 +169,21 @@ class TreeCommit:
             elif new is not None:
                 child_rel = f"{rel}/{bname}" if rel else bname
                 builder.add(self._change(bname, new, child_rel))
-        return builder.dir_entry(name, d.mode, d.mtime)
+        _refuse(rules.xattrs_problem(DIR, d.xattrs), rel or "/")
+        return builder.dir_entry(name, d.mode, d.mtime, d.xattrs)
 
     # -- files ---------------------------------------------------------------
 
     def _file(self, name: str, f: NewFile, rel: str) -> Entry:
+        _refuse(rules.xattrs_problem(FILE, f.xattrs), rel)
         base = f.base if f.base is not None and f.base.kind == FILE else None
         base_size = base.size if base else 0
         first, last = _changed_span(f, base_size)
         if first is None:  # same bytes as the base (or both empty): same chunks
             if base is None:
-                return Entry(name, FILE, f.mode, f.mtime, 0, chunks=())
+                return Entry(name, FILE, f.mode, f.mtime, 0, chunks=(), xattrs=f.xattrs)
             return Entry(name, FILE, f.mode, f.mtime, base.size, chunks=base.chunks,
-                         chunklist=base.chunklist)
+                         chunklist=base.chunklist, xattrs=f.xattrs)
         old = self.repo.trees.chunks(base) if base else []
         starts = [0, *itertools.accumulate(c.size for c in old)]
         k = max(0, min(bisect.bisect_right(starts, first) - 1, len(old) - 1))
@@ -202,8 +206,8 @@ class TreeCommit:
         chunks += tail
         if base is not None and same_content(chunks, old):  # written back as it was
             return Entry(name, FILE, f.mode, f.mtime, base.size, chunks=base.chunks,
-                         chunklist=base.chunklist)
-        entry = file_entry(self.repo.objects, name, f.mode, f.mtime, chunks)
+                         chunklist=base.chunklist, xattrs=f.xattrs)
+        entry = file_entry(self.repo.objects, name, f.mode, f.mtime, chunks, f.xattrs)
         if entry.size != f.size:
             raise CommitError(f"{rel}: staged content has {entry.size} bytes, expected {f.size}")
         return entry

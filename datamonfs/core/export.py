@@ -10,7 +10,8 @@ created relative to their directory's descriptor, then renamed into place. So
 whatever the metadata says, and whatever links the destination already holds,
 no write can be redirected outside the destination. A file appears under its
 real name only once all its bytes are written and verified. Setuid and setgid
-bits are never given to what is written.
+bits are never given to what is written. Extended attributes are written when
+the destination takes them, and counted as skipped when it does not.
 
 Downloads resume: DEST holds a marker naming the bundle until the download is
 complete, so running it again (or with `resume`) keeps every file already there
@@ -56,6 +57,13 @@ class DownloadStats:
     kept: int = 0  # files already complete in DEST, verified and kept
     kept_bytes: int = 0
     deleted: int = 0  # entries of DEST the bundle does not have, removed (`delete`)
+    xattrs_skipped: int = 0  # the destination refused them (no support, or too large)
+
+
+# What a destination answers for attributes it cannot keep: none at all (ENOTSUP), or
+# not this many or this large (ext4 keeps one entry's in a single block: ENOSPC, E2BIG).
+_XATTRS_REFUSED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errno.ENOSPC, errno.ERANGE,
+                   errno.EPERM)
 
 
 def download(repo: Repository, bundle: Bundle, dest: str, reader: ChunkReader | None = None,
@@ -251,6 +259,7 @@ class _Download:
             if d.fd is not None:
                 try:
                     self.tidy(d)
+                    self.set_xattrs(d.fd, d.entry)
                     os.fchmod(d.fd, rules.safe_mode(d.entry.mode) | 0o700)
                     os.utime(d.fd, ns=(d.entry.mtime, d.entry.mtime))
                 finally:
@@ -317,6 +326,7 @@ class _Download:
             for ref in chunks:
                 if address(os.read(fd, ref.size)) != ref.addr:
                     return False
+            self.set_xattrs(fd, entry)
             os.fchmod(fd, rules.safe_mode(entry.mode))
             os.utime(fd, ns=(entry.mtime, entry.mtime))
             return True
@@ -336,10 +346,20 @@ class _Download:
                 self.stats.bytes += len(data)
                 if self.progress:
                     self.progress(len(data))
+            self.set_xattrs(fd, entry)
             os.fchmod(fd, rules.safe_mode(entry.mode))
             os.utime(fd, ns=(entry.mtime, entry.mtime))
 
         self.place(parent, path, entry.name, write)
+
+    def set_xattrs(self, fd: int, entry: Entry) -> None:
+        for name, value in entry.xattrs:
+            try:
+                os.setxattr(fd, name, value)
+            except OSError as e:
+                if e.errno not in _XATTRS_REFUSED:
+                    raise
+                self.stats.xattrs_skipped += 1
 
     def link(self, parent: int, path: str, entry: Entry) -> None:
         def make(tmp: str) -> None:

@@ -11,6 +11,7 @@ killed upload leaves no bundle, and a re-run uploads only the chunks still missi
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -22,7 +23,7 @@ from ..errors import DatamonError, NotFound
 from . import rules
 from .chunks import ChunkRef, cut
 from .encoding import address
-from .model import LINK, Bundle, Entry
+from .model import DIR, FILE, LINK, Bundle, Entry, Xattrs
 from .names import DEFAULT_BRANCH
 from .packs import PackIndex, PackWriter
 from .repository import BRANCH, LABEL, Author, Repository
@@ -131,7 +132,8 @@ class DirectoryUpload:
             except OSError as e:
                 raise _unreadable(child_rel, e) from None
             builder.add(self._entry(child_path, child_rel, child, cst))
-        return builder.dir_entry(name, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+        return builder.dir_entry(name, stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+                                 _xattrs(path, rel, DIR) if rel else ())
 
     def _entry(self, path: str, rel: str, name: str, st: os.stat_result) -> Entry:
         mode, mtime = stat.S_IMODE(st.st_mode), st.st_mtime_ns
@@ -146,7 +148,8 @@ class DirectoryUpload:
         if stat.S_ISREG(st.st_mode):
             chunks = self._file(path, rel)
             self.stats.files += 1
-            return file_entry(self.repo.objects, name, mode, mtime, chunks)
+            return file_entry(self.repo.objects, name, mode, mtime, chunks,
+                              _xattrs(path, rel, FILE))
         raise DatamonError(f"{rel} is not a regular file, directory or symlink; "
                            "move it out of the folder (nothing was uploaded)")
 
@@ -178,6 +181,32 @@ class _Source:
             return self.f.read(n)
         except OSError as e:
             raise _unreadable(self.rel, e) from None
+
+
+# What a file system without extended attributes, or without any on this file, answers.
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
+
+
+def _xattrs(path: str, rel: str, kind: str) -> Xattrs:
+    """The user.* attributes of a file or directory (others are not kept: core/rules.py).
+    `user.datamonfs.*` is what a read-only mount says about itself: not the file's."""
+    try:
+        names = [n for n in os.listxattr(path, follow_symlinks=False)
+                 if n.startswith("user.") and not n.startswith("user.datamonfs.")]
+        pairs = []
+        for name in sorted(names):
+            try:
+                pairs.append((name, os.getxattr(path, name, follow_symlinks=False)))
+            except OSError as e:
+                if e.errno != errno.ENODATA:  # removed meanwhile
+                    raise
+    except OSError as e:
+        if e.errno in _NO_XATTRS:
+            return ()
+        raise _unreadable(rel, e) from None
+    xattrs = tuple(pairs)
+    _check(rules.xattrs_problem(kind, xattrs), rel, "extended attributes of")
+    return xattrs
 
 
 def _unreadable(rel: str, e: OSError) -> DatamonError:

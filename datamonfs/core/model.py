@@ -8,6 +8,8 @@ Every record field by field: docs/FORMAT.md §5 (normative).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field as dc_field
 from typing import Any
 
@@ -17,6 +19,8 @@ from .chunks import ChunkRef
 from .encoding import VERSION, field, is_address, written_version
 
 FILE, DIR, LINK = "file", "dir", "link"
+
+Xattrs = tuple[tuple[str, bytes], ...]  # (name, value), sorted by name
 
 
 def check_entry_name(name: object, where: str) -> str:
@@ -84,6 +88,46 @@ def parse_file_body(body: object, where: str, version: int) -> list[ChunkRef] | 
     return parse_chunk_list(body, None, where)
 
 
+def xattrs_to_obj(xattrs: Xattrs) -> dict[str, str]:
+    """Attributes as the 7th element holds them: name -> value in canonical base64."""
+    return {name: base64.b64encode(value).decode("ascii") for name, value in xattrs}
+
+
+def parse_xattrs(raw: object, where: str) -> Xattrs:
+    """The `xattrs` object of an entry's 7th element: names allowed, values in canonical
+    base64 (standard alphabet, padded, no whitespace), within the size rules."""
+    if not isinstance(raw, dict) or not raw:
+        raise IntegrityError(f"{where}: malformed extended attributes")
+    pairs = []
+    for name, text in raw.items():
+        problem = rules.xattr_name_problem(name)
+        if problem is None and not isinstance(text, str):
+            problem = "the value is not base64 text"
+        if problem is None:
+            try:
+                value = base64.b64decode(text.encode("ascii"), validate=True)
+            except (UnicodeError, binascii.Error, ValueError):
+                value = None
+            if value is None or base64.b64encode(value).decode("ascii") != text:
+                problem = "the value is not canonical base64"
+        if problem:
+            raise IntegrityError(f"{where}: refusing extended attribute {name!r:.300}: {problem}")
+        pairs.append((name, value))
+    return tuple(sorted(pairs))
+
+
+def parse_optional(raw: object, kind: str, where: str) -> Xattrs:
+    """An entry's optional 7th element: an object of optional fields, never empty.
+    `xattrs` is the only one version 1 knows; others are ignored (docs/FORMAT.md §5.3)."""
+    if not isinstance(raw, dict) or not raw:
+        raise IntegrityError(f"{where}: malformed optional fields of the entry")
+    xattrs = parse_xattrs(raw["xattrs"], where) if "xattrs" in raw else ()
+    problem = rules.xattrs_problem(kind, xattrs)
+    if problem:
+        raise IntegrityError(f"{where}: {problem}")
+    return xattrs
+
+
 @dataclass(frozen=True)
 class Entry:
     """One name in a directory. `chunks` (inline) or `chunklist` (an object) for
@@ -99,6 +143,7 @@ class Entry:
     tree: str | None = None
     files: int = 0  # directories: files below (symlinks count as files)
     target: str | None = None
+    xattrs: Xattrs = ()  # user.* extended attributes
 
     def to_obj(self) -> list:
         # A list, not a dict: trees of a million names stay compact.
@@ -112,32 +157,36 @@ class Entry:
             body = [self.tree, self.files]
         else:
             body = self.target
-        return [self.name, self.kind, self.mode, self.mtime, self.size, body]
+        obj = [self.name, self.kind, self.mode, self.mtime, self.size, body]
+        if self.xattrs:  # the optional 7th element: absent when it would be empty
+            obj.append({"xattrs": xattrs_to_obj(self.xattrs)})
+        return obj
 
     @classmethod
     def from_obj(cls, raw: object, where: str, version: int = VERSION) -> "Entry":
         """An entry of a tree record of `version`."""
-        if not isinstance(raw, list) or len(raw) != 6:
+        if not isinstance(raw, list) or len(raw) not in (6, 7):
             raise IntegrityError(f"{where}: malformed directory entry")
-        name, kind, mode, mtime, size, body = raw
+        name, kind, mode, mtime, size, body = raw[:6]
         check_entry_name(name, where)
         where = f"{where}: entry {name!r}"
         problem = rules.mode_problem(mode) or rules.time_problem(mtime) or rules.size_problem(size)
         if problem:
             raise IntegrityError(f"{where}: {problem}")
+        xattrs = parse_optional(raw[6], kind, where) if len(raw) == 7 else ()
         if kind == FILE:
             parsed = parse_file_body(body, where, version)
             if isinstance(parsed, str):
-                return cls(name, FILE, mode, mtime, size, chunklist=parsed)
+                return cls(name, FILE, mode, mtime, size, chunklist=parsed, xattrs=xattrs)
             chunks = tuple(parsed)
             if sum(c.size for c in chunks) != size:
                 raise IntegrityError(f"{where}: chunk sizes do not add up to the file size")
-            return cls(name, FILE, mode, mtime, size, chunks=chunks)
+            return cls(name, FILE, mode, mtime, size, chunks=chunks, xattrs=xattrs)
         if kind == DIR:
             if (not isinstance(body, list) or len(body) != 2 or not is_address(body[0])
                     or rules.size_problem(body[1])):
                 raise IntegrityError(f"{where}: malformed directory reference")
-            return cls(name, DIR, mode, mtime, size, tree=body[0], files=body[1])
+            return cls(name, DIR, mode, mtime, size, tree=body[0], files=body[1], xattrs=xattrs)
         if kind == LINK:
             # Whether the target stays in the bundle depends on where the link is: the
             # walkers check that (rules.link_problem); here only its form.
@@ -149,6 +198,10 @@ class Entry:
                                      f"{problem}")
             return cls(name, LINK, mode, mtime, size, target=body)
         raise IntegrityError(f"{where}: unknown entry kind {kind!r:.20}")
+
+    def same_as(self, other: "Entry | None") -> bool:
+        """Equal but perhaps for the name (the names of a hard link, once committed)."""
+        return other is not None and self == Entry(**{**other.__dict__, "name": self.name})
 
     @property
     def file_count(self) -> int:

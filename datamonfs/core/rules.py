@@ -18,6 +18,13 @@ path is not enough: with `l -> .` the target `l/../..` climbs one level more
 than it reads.) Nothing has to be looked up, so the rule costs the same for one
 link as in a bundle of a million.
 
+Extended attributes. An entry may carry `user.*` attributes, sized as ext4 sizes
+them: a name of at most 255 bytes, a value of at most 64 KiB, and all names and
+values of one entry together at most 64 KiB. Other namespaces (`security.*`,
+`system.*`, `trusted.*`) mean something only on the machine that set them, and
+`user.datamonfs.*` names what a read-only mount reports about itself: neither is
+kept. Symlinks carry none (Linux refuses `user.*` on them).
+
 Totals. A directory entry carries the bytes and files below it, and the bundle
 record those of its root. Readers check that a directory's entries add up to
 what its entry claims before they descend into it, so the work a hostile tree
@@ -42,6 +49,11 @@ MODE_BITS = 0o7777
 PRIVILEGE_BITS = 0o6000  # setuid, setgid: never given to what a download writes
 TIME_MIN, TIME_MAX = -(1 << 63), (1 << 63) - 1  # nanoseconds, as stat keeps them
 SIZE_MAX = (1 << 63) - 1
+XATTR_NAMESPACE = b"user."
+RESERVED_XATTRS = b"user.datamonfs."  # what a read-only mount says about itself
+MAX_XATTR_NAME_BYTES = 255
+MAX_XATTR_VALUE_BYTES = 64 << 10
+MAX_XATTR_BYTES = 64 << 10  # all names and values of one entry
 # What produced a bundle (its optional `inputs` and `process`): bounded, so that a
 # bundle record stays small whatever a command line or a pipeline looks like.
 MAX_INPUTS = 1000
@@ -114,6 +126,53 @@ def link_problem(target: object, depth: int) -> Problem | None:
             climbs += 1
     if climbs > depth:
         return Problem("the target points outside the dataset", errno.EPERM)
+    return None
+
+
+def xattr_name_problem(name: object) -> Problem | None:
+    """An extended attribute's name: `user.` and more, at most 255 bytes of UTF-8."""
+    if not isinstance(name, (str, bytes)):
+        return Problem("an attribute name must be a string")
+    raw = _utf8(name)
+    if raw is None:
+        return Problem("the attribute name is not valid UTF-8", errno.EILSEQ)
+    if not raw.startswith(XATTR_NAMESPACE) or raw.startswith(RESERVED_XATTRS):
+        return Problem("only user.* attributes are kept (not user.datamonfs.*)",
+                       errno.EOPNOTSUPP)
+    if len(raw) == len(XATTR_NAMESPACE) or b"\0" in raw:
+        return Problem("the attribute name is empty or holds NUL")
+    if len(raw) > MAX_XATTR_NAME_BYTES:
+        return Problem(f"the attribute name is longer than {MAX_XATTR_NAME_BYTES} bytes",
+                       errno.ERANGE)
+    return None
+
+
+def xattr_value_problem(value: object) -> Problem | None:
+    if not isinstance(value, bytes):
+        return Problem("an attribute value must be bytes")
+    if len(value) > MAX_XATTR_VALUE_BYTES:
+        return Problem(f"the attribute value is larger than {MAX_XATTR_VALUE_BYTES} bytes",
+                       errno.E2BIG)
+    return None
+
+
+def xattrs_problem(kind: str, xattrs: "tuple[tuple[str, bytes], ...]") -> Problem | None:
+    """All the attributes of one entry: each allowed, names unique and in order, their
+    bytes within MAX_XATTR_BYTES, and none on a symlink."""
+    if xattrs and kind == "link":
+        return Problem("a symlink carries no extended attributes", errno.EPERM)
+    total, last = 0, None
+    for name, value in xattrs:
+        problem = xattr_name_problem(name) or xattr_value_problem(value)
+        if problem:
+            return problem
+        if last is not None and name <= last:
+            return Problem("attribute names repeated or out of order")
+        last = name
+        total += len(name.encode("utf-8")) + len(value)
+    if total > MAX_XATTR_BYTES:
+        return Problem(f"the attributes of one entry exceed {MAX_XATTR_BYTES} bytes",
+                       errno.ENOSPC)
     return None
 
 

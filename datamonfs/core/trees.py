@@ -18,7 +18,8 @@ from ..errors import IntegrityError
 from . import rules
 from .chunks import ChunkRef, same_content
 from .encoding import field, is_address, written_version
-from .model import DIR, FILE, LINK, Entry, check_entry_name, chunk_list_obj, parse_chunk_list
+from .model import (DIR, FILE, LINK, Entry, Xattrs, check_entry_name, chunk_list_obj,
+                    parse_chunk_list)
 from .objects import ObjectStore
 
 PAGE_SIZE = 1024
@@ -68,8 +69,9 @@ class DirectoryBuilder:
         return self.objects.put({"v": written_version("tree"), "type": "tree",
                                  "pages": self.pages})
 
-    def dir_entry(self, name: str, mode: int, mtime: int) -> Entry:
-        return Entry(name, DIR, mode, mtime, self.bytes, tree=self.finish(), files=self.files)
+    def dir_entry(self, name: str, mode: int, mtime: int, xattrs: Xattrs = ()) -> Entry:
+        return Entry(name, DIR, mode, mtime, self.bytes, tree=self.finish(), files=self.files,
+                     xattrs=xattrs)
 
 
 def _leaf(entries: list[Entry]) -> dict:
@@ -77,14 +79,14 @@ def _leaf(entries: list[Entry]) -> dict:
 
 
 def file_entry(objects: ObjectStore, name: str, mode: int, mtime: int,
-               chunks: list[ChunkRef]) -> Entry:
+               chunks: list[ChunkRef], xattrs: Xattrs = ()) -> Entry:
     size = sum(c.size for c in chunks)
     if len(chunks) > INLINE_CHUNKS:
         listed, packs = chunk_list_obj(chunks)
         addr = objects.put({"v": written_version("chunks"), "type": "chunks", "chunks": listed,
                             "packs": packs})
-        return Entry(name, FILE, mode, mtime, size, chunklist=addr)
-    return Entry(name, FILE, mode, mtime, size, chunks=tuple(chunks))
+        return Entry(name, FILE, mode, mtime, size, chunklist=addr, xattrs=xattrs)
+    return Entry(name, FILE, mode, mtime, size, chunks=tuple(chunks), xattrs=xattrs)
 
 
 Claims = tuple[int, int]  # (files, bytes) a directory's entry, or a bundle, says are below
@@ -230,8 +232,8 @@ class TreeReader:
         where the chunks are stored (two writers that packed one chunk at once)."""
         if a == b:
             return True
-        if a.kind != FILE or b.kind != FILE or (a.name, a.mode, a.mtime, a.size) != (
-                b.name, b.mode, b.mtime, b.size):
+        if a.kind != FILE or b.kind != FILE or (a.name, a.mode, a.mtime, a.size, a.xattrs) != (
+                b.name, b.mode, b.mtime, b.size, b.xattrs):
             return False
         return same_content(self.chunks(a), self.chunks(b))
 
@@ -279,7 +281,7 @@ def _parse_page(obj: dict, where: str, lower: str | None, upper: str | None,
     entries: list[Entry | BadEntry] = []
     last = lower
     for item in raw:
-        if not isinstance(item, list) or len(item) != 6:
+        if not isinstance(item, list) or len(item) not in (6, 7):
             raise IntegrityError(f"{where}: malformed directory entry")
         name = check_entry_name(item[0], where)
         if last is not None and (name < last or name == last and entries):

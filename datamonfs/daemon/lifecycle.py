@@ -66,6 +66,7 @@ class MountTable:
         ref = protocol.field(req, "ref")
         mp = await self._mountpoint(req)
         rw = _writable_fields(req, ref)
+        owner = await self._thread(_owner_fields, req, peer)
         store = StoreSpec.from_json(protocol.field(req, "store", dict)).to_json()
         if self.closing:
             raise Refused("the daemon is shutting down", "shutting_down")
@@ -89,29 +90,29 @@ class MountTable:
                 return {"mount": m.record.to_json(), "already": True}
             raise Refused(f"{mp} is already mounted ({m.record.ref}, bundle "
                           f"{m.record.bundle[:12]})", "already_mounted")
-        return {"mount": (await self._start_once(mp, ref, peer, rw, store)).to_json()}
+        return {"mount": (await self._start_once(mp, ref, peer, rw, store, owner)).to_json()}
 
-    async def _start_once(self, mp: str, ref: str, peer: auth.Peer,
-                          rw: dict | None, store: dict) -> MountRecord:
+    async def _start_once(self, mp: str, ref: str, peer: auth.Peer, rw: dict | None,
+                          store: dict, owner: dict | None = None) -> MountRecord:
         if mp in self.pending:
             raise Refused(f"{mp} is being mounted already", "already_mounted")
         self.pending.add(mp)
         try:
-            return await self._start(mp, ref, peer, rw, store)
+            return await self._start(mp, ref, peer, rw, store, owner)
         finally:
             self.pending.discard(mp)
 
     async def _start(self, mp: str, ref: str, peer: auth.Peer, rw: dict | None,
-                     store: dict) -> MountRecord:
+                     store: dict, owner: dict | None) -> MountRecord:
         """Mount at mp (clearing a dead writable mount there first) and record it. The
         worker opens the store the request names: never the daemon's own."""
-        extra = {}
+        extra = dict(owner or {})
         if rw:
             overlay = overlays.overlay_dir(self.paths, mp)
             existed = await trio.to_thread.run_sync(overlays.exists, overlay)
             await self._thread(mountpoints.clear, mp)
             await self._thread(overlays.save_store, overlay, store)
-            extra = {**rw, "overlay": overlay}
+            extra.update(rw, overlay=overlay)
         await self._thread(mountpoints.check, mp, peer.uid)
         worker = await self.spares.take()
         try:
@@ -347,6 +348,22 @@ class MountTable:
     def _check_owner(m: Mount, peer: auth.Peer) -> None:
         if not auth.is_privileged(peer) and not peer.pod and peer.uid != m.record.uid:
             raise Refused(f"{m.record.mountpoint} was mounted by another user", "forbidden")
+
+
+def _owner_fields(req: dict, peer: auth.Peer) -> dict | None:
+    """`uid`/`gid` of a mount request: who the bundle's entries belong to (default: the
+    peer). Root may name anyone; another user only themself and one of their groups."""
+    uid = protocol.field(req, "uid", int, required=False)
+    gid = protocol.field(req, "gid", int, required=False)
+    if uid is None and gid is None:
+        return None
+    uid, gid = peer.uid if uid is None else uid, peer.gid if gid is None else gid
+    if not (0 <= uid < 2**32 - 1 and 0 <= gid < 2**32 - 1):
+        raise protocol.ProtocolError("fields 'uid' and 'gid' must be ids from 0 to 4294967294")
+    if peer.uid != 0 and (uid != peer.uid or gid not in auth.groups_of(peer)):
+        raise Refused(f"only root may show files as owned by another user or group (asked for "
+                      f"{uid}:{gid}, you are uid {peer.uid})", "forbidden")
+    return {"owner_uid": uid, "owner_gid": gid}
 
 
 def _check_store(m: Mount, store: dict | None) -> None:

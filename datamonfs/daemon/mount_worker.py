@@ -30,7 +30,7 @@ from ..core.stores import StoreSpec
 from ..errors import DatamonError
 from ..cache import FileReader, cached_repository
 from ..fs import readonly, writable
-from ..fs.mountinfo import set_read_ahead
+from ..fs.mountinfo import set_dirty_limit, set_read_ahead
 from ..fs.readonly import MountInfo, ReadOnlyFS
 from ..fs.writable_session import WritableRequest, WritableSession
 from . import protocol
@@ -38,6 +38,7 @@ from . import protocol
 log = logging.getLogger("datamonfs.worker")
 
 READ_AHEAD_KB = int(os.environ.get("DATAMONFS_READ_AHEAD_KB", "1024"))
+DIRTY_LIMIT = 256 << 20  # unwritten pages the kernel may hold for a writable mount
 
 
 def open_repository(req: dict):
@@ -54,9 +55,16 @@ def prepare(req: dict) -> ReadOnlyFS:
     """Blocking: open the store and cache, resolve the ref once, build the file system."""
     repo, reader = open_repository(req)
     bundle = repo.resolve(req["ref"])
-    info = MountInfo(ref=req["ref"], uid=int(req.get("uid", os.getuid())),
-                     gid=int(req.get("gid", os.getgid())))
+    owner = _owner(req) or (int(req.get("uid", os.getuid())), int(req.get("gid", os.getgid())))
+    info = MountInfo(ref=req["ref"], uid=owner[0], gid=owner[1])
     return ReadOnlyFS(repo, reader, bundle, info, FileReader)
+
+
+def _owner(req: dict) -> tuple[int, int] | None:
+    """`owner_uid`/`owner_gid` (mount --uid/--gid, checked by the supervisor), if given."""
+    if req.get("owner_uid") is None:
+        return None
+    return int(req["owner_uid"]), int(req["owner_gid"])
 
 
 def prepare_writable(req: dict) -> WritableSession:
@@ -66,7 +74,7 @@ def prepare_writable(req: dict) -> WritableSession:
         repo=req["repo"], branch=req["branch"], new=bool(req.get("new")),
         create=bool(req.get("create")), overlay=req["overlay"],
         mountpoint=req["mountpoint"], uid=int(req.get("uid", os.getuid())),
-        gid=int(req.get("gid", os.getgid()))))
+        gid=int(req.get("gid", os.getgid())), owner=_owner(req)))
 
 
 def rss_bytes() -> int:
@@ -93,7 +101,7 @@ class MountWorker:
         try:
             if req.get("rw"):
                 self.session = await trio.to_thread.run_sync(prepare_writable, req)
-                pyfuse3.init(self.session.fs, mountpoint, writable.mount_options(self.session.fs))
+                writable.init_session(self.session.fs, mountpoint)
             else:
                 self.fs = await trio.to_thread.run_sync(prepare, req)
                 pyfuse3.init(self.fs, mountpoint, readonly.mount_options(self.fs))
@@ -108,6 +116,8 @@ class MountWorker:
                 "code": "mount_failed", "message": f"cannot mount at {mountpoint}: {e}"}})
             return 1
         ra = os.geteuid() == 0 and set_read_ahead(mountpoint, READ_AHEAD_KB)
+        if os.geteuid() == 0 and self.session is not None:
+            set_dirty_limit(mountpoint, DIRTY_LIMIT)
         if self.session is not None:
             ready = await trio.to_thread.run_sync(self.session.ready)
             log.info("mounted %s:%s writable (bundle %s) at %s%s", ready["repo"], ready["branch"],

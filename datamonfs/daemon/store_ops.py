@@ -110,17 +110,21 @@ class StoreOps:
     def _locality(self, refs: list[str], spec: StoreSpec) -> dict:
         """Blocking. The bundles served lately from other stores than `spec`'s are left
         out."""
-        from ..cache import cached_repository
+        from ..cache import cached_repository, open_cache
         from ..cache.locality import report
 
-        repo, reader = cached_repository(config.load(), spec)
+        cfg = config.load()
+        served = [e for e in self._served() if e.get("store") in ("", None, spec.url)]
+        if not refs and not served:  # nothing to look up: the store need not even exist
+            return {"bundles": [], "cache": open_cache(cfg)[0].stats()}
+        repo, reader = cached_repository(cfg, spec)
         try:
             bundles = {}
             for ref in refs:
                 b = repo.resolve(ref)
                 bundles[b.id] = b
-            for e in self._served():
-                if e["bundle"] not in bundles and e.get("store") in ("", None, spec.url):
+            for e in served:
+                if e["bundle"] not in bundles:
                     try:
                         bundles[e["bundle"]] = repo.get_bundle(e["repo"], e["bundle"])
                     except DatamonError as err:  # gone from the store, or the store is down

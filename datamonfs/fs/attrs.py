@@ -22,16 +22,25 @@ class AttrMaker:
         self.uid = uid
         self.gid = gid
 
-    def make(self, ino: int, kind: str, mode: int, size: int, mtime: int) -> pyfuse3.EntryAttributes:
+    def make(self, ino: int, kind: str, mode: int, size: int, mtime: int, uid: int | None = None,
+             gid: int | None = None, subdirs: int | None = None) -> pyfuse3.EntryAttributes:
+        """Attributes of an entry; owned by the mount's user unless `uid`/`gid` say else.
+        A directory links itself and its `subdirs`; not counted yet (None), it comes with
+        no attribute timeout, so that a stat asks again rather than the kernel keeping a
+        guess (docs/ARCHITECTURE.md, "Directory link counts")."""
         a = pyfuse3.EntryAttributes()
         a.st_ino = ino
         a.generation = 0
         a.entry_timeout = TIMEOUT
         a.attr_timeout = TIMEOUT
         a.st_mode = _TYPE[kind] | mode
-        a.st_nlink = 1  # "unknown" for directories: find must not guess leaf directories
-        a.st_uid = self.uid
-        a.st_gid = self.gid
+        a.st_nlink = 1
+        if kind == DIR:
+            a.st_nlink = 2 + (subdirs or 0)
+            if subdirs is None:
+                a.attr_timeout = 0
+        a.st_uid = self.uid if uid is None else uid
+        a.st_gid = self.gid if gid is None else gid
         a.st_rdev = 0
         a.st_size = size
         a.st_blksize = BLKSIZE
@@ -39,6 +48,7 @@ class AttrMaker:
         a.st_atime_ns = a.st_ctime_ns = a.st_mtime_ns = mtime
         return a
 
-    def entry(self, ino: int, e: Entry) -> pyfuse3.EntryAttributes:
+    def entry(self, ino: int, e: Entry, subdirs: int | None = None) -> pyfuse3.EntryAttributes:
         # A directory's Entry.size counts the files below it; stat shows 0 like most file systems.
-        return self.make(ino, e.kind, e.mode, 0 if e.kind == DIR else e.size, e.mtime)
+        return self.make(ino, e.kind, e.mode, 0 if e.kind == DIR else e.size, e.mtime,
+                         subdirs=subdirs)

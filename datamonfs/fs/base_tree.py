@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from ..core.model import Entry
+from ..core.model import DIR, Entry
 from ..core.trees import TreeReader
 from ..lru import LRU
 from .pages import Layout, Page, PageReader
@@ -33,6 +33,7 @@ class BaseTrees:
         self.reader = PageReader(trees)
         self._layouts: LRU[str, Layout] = LRU(max_layouts)
         self._pages: LRU[str, Page] = LRU(max_pages)
+        self._subdirs: LRU[str, int] = LRU(max_layouts)
         self._lock = threading.Lock()  # LRU is not thread-safe
         self._local = threading.local()
 
@@ -90,6 +91,20 @@ class BaseTrees:
         page = self._page(layout, i)
         at = page.find(name)
         return page.entries[at] if at is not None else None
+
+    def subdirs(self, tree: str) -> int:
+        """How many of a directory's entries are directories (its link count is 2 more).
+        Reads every page of it once; remembered by tree address (trees never change)."""
+        with self._lock:
+            known = self._subdirs.get(tree)
+        if known is not None:
+            return known
+        layout = self._layout(tree)
+        count = sum(e.kind == DIR for i in range(len(layout.addrs))
+                    for e in self._page(layout, i).entries)
+        with self._lock:
+            self._subdirs[tree] = count
+        return count
 
     def entries_after(self, tree: str, after: str | None = None) -> Iterator[Entry]:
         """Entries in name order whose names sort after `after` (all when None)."""

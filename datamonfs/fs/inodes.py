@@ -31,6 +31,7 @@ class DirNode:
     depth: int  # names between the root and it (the root: 0)
     claims: Claims  # the files and bytes its entry (the root: the bundle) says are below
     layout: Layout | None = None  # loaded on first visit
+    subdirs: int | None = None  # its subdirectories, once counted (its link count is 2 more)
 
 
 def child_ino(slot: int, index: int) -> int:

@@ -52,12 +52,26 @@ def set_read_ahead(mountpoint: str, kb: int) -> bool:
 
     Root only (a sysfs knob); False when it could not be set.
     """
+    return _set_bdi(mountpoint, "read_ahead_kb", kb)
+
+
+def set_dirty_limit(mountpoint: str, limit: int) -> bool:
+    """Let the kernel hold up to `limit` bytes of a mount's unwritten pages. A FUSE mount
+    gets 1% of the dirty threshold (the kernel does not trust a user's daemon with more):
+    tens of MiB, so a burst of small writes soon waits for the daemon one page at a time.
+
+    Root only (a sysfs knob); False when it could not be set.
+    """
+    return _set_bdi(mountpoint, "max_bytes", limit)
+
+
+def _set_bdi(mountpoint: str, knob: str, value: int) -> bool:
     m = find(mountpoint)
     if m is None:
         return False
     try:
-        with open(f"/sys/class/bdi/{m.device}/read_ahead_kb", "w") as f:
-            f.write(str(kb))
+        with open(f"/sys/class/bdi/{m.device}/{knob}", "w") as f:
+            f.write(str(value))
         return True
     except OSError:
         return False

@@ -102,14 +102,28 @@ class ReadOnlyFS(FileSystem[OpenFile]):
                                        claims_of(entry))
         return node
 
-    def _root_attr(self) -> pyfuse3.EntryAttributes:
-        return self.attrs.make(ROOT, DIR, 0o755, 0, self.bundle.time)
+    async def _subdirs(self, node: DirNode) -> int:
+        """A directory's subdirectories, counted over its pages once (its link count)."""
+        if node.subdirs is None:
+            layout = await self._layout(node)
+            count = 0
+            for i in range(len(layout.addrs)):
+                count += sum(e.kind == DIR for e in (await self.pages.page(layout, i)).entries)
+            node.subdirs = count
+        return node.subdirs
+
+    def _known_subdirs(self, ino: int) -> int | None:
+        node = self.inodes.dir(ino)
+        return node.subdirs if node is not None else None
 
     async def _attr(self, ino: int) -> pyfuse3.EntryAttributes:
+        """Attributes with a directory's link count counted (see AttrMaker.make)."""
         if ino == ROOT:
-            return self._root_attr()
+            return self.attrs.make(ROOT, DIR, 0o755, 0, self.bundle.time,
+                                   subdirs=await self._subdirs(await self._dir(ROOT)))
         _, entry = await self._entry(ino)
-        return self.attrs.entry(ino, entry)
+        subdirs = await self._subdirs(await self._dir(ino)) if entry.kind == DIR else None
+        return self.attrs.entry(ino, entry, subdirs)
 
     # -- metadata ------------------------------------------------------------
 
@@ -121,6 +135,8 @@ class ReadOnlyFS(FileSystem[OpenFile]):
             return await self._attr(node.ino)
         if name == b"..":
             return await self._attr(node.parent)
+        if len(name) > rules.MAX_NAME_BYTES:  # no entry can have it
+            raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
         text = os.fsdecode(name)
         layout = await self._layout(node)
         i = layout.page_for_name(text)
@@ -131,7 +147,10 @@ class ReadOnlyFS(FileSystem[OpenFile]):
         if at is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         ino = child_ino(node.slot, layout.starts[i] + at)
-        return self.attrs.entry(ino, _good(page.entries[at]))
+        entry = _good(page.entries[at])
+        if entry.kind == DIR:
+            return await self._attr(ino)
+        return self.attrs.entry(ino, entry)
 
     @guarded
     async def getattr(self, inode, ctx=None):
@@ -174,8 +193,8 @@ class ReadOnlyFS(FileSystem[OpenFile]):
                 if isinstance(entry, BadEntry):  # only it fails (a lookup gives EIO)
                     log.error("%s", entry.reason)
                     continue
-                if not pyfuse3.readdir_reply(token, os.fsencode(entry.name),
-                                             self.attrs.entry(ino, entry), index):
+                attr = self.attrs.entry(ino, entry, self._known_subdirs(ino))
+                if not pyfuse3.readdir_reply(token, os.fsencode(entry.name), attr, index):
                     return
 
     async def releasedir(self, fh):
@@ -192,16 +211,28 @@ class ReadOnlyFS(FileSystem[OpenFile]):
         s.f_namemax = 255
         return s
 
+    # Extended attributes: each entry's own (user.*), and user.datamonfs.bundle, .repo and
+    # .ref, what the mount shows: those answer on every inode but are listed only on the
+    # root, so that copying files (cp -a, rsync -X) does not copy them too.
+
     @guarded
     async def listxattr(self, inode, ctx):
-        return list(self._xattrs)
+        if inode == ROOT:
+            return list(self._xattrs)
+        _, entry = await self._entry(inode)
+        return [name.encode() for name, _ in entry.xattrs]
 
     @guarded
     async def getxattr(self, inode, name, ctx):
         value = self._xattrs.get(name)
-        if value is None:
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        return value
+        if value is not None:
+            return value
+        if inode != ROOT and name.startswith(b"user."):
+            _, entry = await self._entry(inode)
+            for have, value in entry.xattrs:
+                if have.encode() == name:
+                    return value
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
 
     # -- content -------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import os
 import stat
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import AsyncIterator, Callable
 
 import pyfuse3
@@ -22,6 +23,7 @@ import trio
 from ..core.model import DIR, LINK
 from .overlay import Node, Overlay
 from .base_tree import WouldBlock
+from . import fuse_extra
 from .operations import FileSystem, HandleTable, fuse_options, guarded
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 # attributes; a short timeout still bounds what a missed case could show.
 TIMEOUT = 5.0
 READDIR_BATCH = 256
+THREADED_WRITE = 256 << 10  # bytes from which a write goes to a thread
 
 
 class WriteGate:
@@ -80,12 +83,18 @@ class _DirHandle:
 
 
 class WritableFS(FileSystem[int]):  # an open file handle holds its inode
+    # The kernel keeps writes in its page cache and sends them in the background, whole
+    # pages at a time: small random writes cost the writer a page-cache write instead of
+    # a round trip here (docs/ARCHITECTURE.md, "Decision — the kernel's writeback cache").
+    enable_writeback_cache = True
+
     def __init__(self, overlay: Overlay, uid: int, gid: int, threads: int = 16):
         super().__init__(uid, gid, ("writes", "bytes_written"))
         self.ov = overlay
         self.limiter = trio.CapacityLimiter(threads)
         self.gate = WriteGate()
         self._dirs: HandleTable[_DirHandle] = HandleTable()
+        self.mountpoint: str | None = None  # once init_session mounted it (None: in-process)
 
     async def _run(self, fn: Callable, *args):
         """In a worker thread: anything that may wait for the store or the disk."""
@@ -112,11 +121,28 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
                 miss = again
 
     def _attr(self, node: Node) -> pyfuse3.EntryAttributes:
-        a = self.attrs.make(node.ino, node.kind, node.mode, node.size, node.mtime)
+        """What stat shows, from memory. A directory whose subdirectories were not counted
+        yet (see `_counted`) comes with no attribute timeout, so that a stat asks again."""
+        uid, gid = self.ov.owner_of(node)
+        subdirs = self.ov.subdirs(node, known_only=True) if node.kind == DIR else None
+        a = self.attrs.make(node.ino, node.kind, node.mode, node.size, node.mtime, uid, gid,
+                            subdirs)
         a.st_ctime_ns = node.ctime
-        a.entry_timeout = a.attr_timeout = TIMEOUT
-        a.st_nlink = 1 if node.nlink else 0
+        a.st_atime_ns = node.mtime if node.atime is None else node.atime
+        a.entry_timeout = TIMEOUT
+        if node.kind != DIR or subdirs is not None:
+            a.attr_timeout = TIMEOUT
+        if node.kind != DIR:
+            a.st_nlink = node.nlink
+            a.st_blocks = self.ov.blocks(node)
         return a
+
+    async def _counted(self, node: Node) -> pyfuse3.EntryAttributes:
+        """`_attr` with a directory's subdirectories counted (reading its base pages, in a
+        thread if they are not in memory; counting changes nothing, so a retry is safe)."""
+        if node.kind == DIR:
+            await self._quick(self.ov.subdirs, node)
+        return self._attr(node)
 
     # -- names ---------------------------------------------------------------
 
@@ -128,12 +154,12 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
             if name == b"..":
                 node = await self._quick(self.ov.get, node.parent)
             self.ov.count_lookup(node.ino)
-            return self._attr(node)
-        return self._attr(await self._quick(self.ov.lookup, parent_inode, name))
+            return await self._counted(node)
+        return await self._counted(await self._quick(self.ov.lookup, parent_inode, name))
 
     @guarded
     async def getattr(self, inode, ctx=None):
-        return self._attr(await self._quick(self.ov.get, inode))
+        return await self._counted(await self._quick(self.ov.get, inode))
 
     async def forget(self, inode_list):
         for ino, n in inode_list:
@@ -204,19 +230,22 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
     @guarded
     async def mkdir(self, parent_inode, name, mode, ctx):
         async with self.gate.change():
-            return self._attr(await self._quick(self.ov.mkdir, parent_inode, name, mode))
+            return self._attr(await self._quick(self.ov.mkdir, parent_inode, name, mode, ctx.uid,
+                                                ctx.gid))
 
     @guarded
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
         if not stat.S_ISREG(mode):
             raise pyfuse3.FUSEError(errno.EPERM)  # a bundle holds files, directories, symlinks
         async with self.gate.change():
-            return self._attr(await self._quick(self.ov.create, parent_inode, name, mode))
+            return self._attr(await self._quick(self.ov.create, parent_inode, name, mode,
+                                                ctx.uid, ctx.gid))
 
     @guarded
     async def symlink(self, parent_inode, name, target, ctx):
         async with self.gate.change():
-            return self._attr(await self._quick(self.ov.symlink, parent_inode, name, target))
+            return self._attr(await self._quick(self.ov.symlink, parent_inode, name, target,
+                                                ctx.uid, ctx.gid))
 
     @guarded
     async def unlink(self, parent_inode, name, ctx):
@@ -232,26 +261,35 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
         async with self.gate.change():
             await self._quick(self.ov.rename, parent_inode_old, name_old, parent_inode_new,
-                            name_new, flags)
+                              name_new, flags)
 
     @guarded
     async def link(self, inode, new_parent_inode, new_name, ctx):
-        raise pyfuse3.FUSEError(errno.EPERM)  # a bundle has no hard links
+        async with self.gate.change():
+            return self._attr(await self._quick(self.ov.link, inode, new_parent_inode, new_name))
 
     @guarded
     async def setattr(self, inode, attr, fields, fh, ctx):
-        if (fields.update_uid and attr.st_uid != self.attrs.uid) or (
-                fields.update_gid and attr.st_gid != self.attrs.gid):
-            raise pyfuse3.FUSEError(errno.EPERM)  # owners are the mount's user
-        mode = stat.S_IMODE(attr.st_mode) if fields.update_mode else None
-        size = attr.st_size if fields.update_size else None
-        mtime = attr.st_mtime_ns if fields.update_mtime else None
-        if mode is None and size is None and mtime is None:
-            return self._attr(await self._quick(self.ov.get, inode))
+        # The kernel has checked the caller may (default_permissions): chown needs
+        # CAP_CHOWN, a group change by the owner one of its groups, and so on.
+        changes = {
+            "mode": stat.S_IMODE(attr.st_mode) if fields.update_mode else None,
+            "size": attr.st_size if fields.update_size else None,
+            "mtime": attr.st_mtime_ns if fields.update_mtime else None,
+            "atime": attr.st_atime_ns if fields.update_atime else None,
+            "ctime": attr.st_ctime_ns if fields.update_ctime else None,
+            "uid": attr.st_uid if fields.update_uid else None,
+            "gid": attr.st_gid if fields.update_gid else None}
+        if all(v is None for v in changes.values()):
+            return await self._counted(await self._quick(self.ov.get, inode))
         async with self.gate.change():
-            return self._attr(await self._quick(self.ov.setattr, inode, mode, size, mtime))
+            node = await self._quick(partial(self.ov.setattr, inode, **changes))
+        return await self._counted(node)
 
     # -- content ---------------------------------------------------------------
+
+    # keep_cache: every change to a file's bytes passes through this mount, that is through
+    # the kernel's page cache, so what it cached stays true (also across a commit).
 
     @guarded
     async def open(self, inode, flags, ctx):
@@ -261,23 +299,29 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
                 node = await self._quick(self.ov.open, inode, True)
         else:
             node = await self._quick(self.ov.open, inode, False)
-        return pyfuse3.FileInfo(fh=self.files.add(node.ino))
+        return pyfuse3.FileInfo(fh=self.files.add(node.ino), keep_cache=True)
 
     @guarded
     async def create(self, parent_inode, name, mode, flags, ctx):
         async with self.gate.change():
-            node = await self._quick(self.ov.create, parent_inode, name, mode)
+            node = await self._quick(self.ov.create, parent_inode, name, mode, ctx.uid, ctx.gid)
         await self._quick(self.ov.open, node.ino, False)
-        return pyfuse3.FileInfo(fh=self.files.add(node.ino)), self._attr(node)
+        return pyfuse3.FileInfo(fh=self.files.add(node.ino), keep_cache=True), self._attr(node)
 
     async def _read_file(self, ino: int, off: int, size: int):
-        return await self._run(self.ov.read, ino, off, size)
+        # Staged bytes in the page cache are answered here; base content (the block cache,
+        # the store) and staged bytes on disk only in a thread.
+        data = self.ov.read(ino, off, size, nowait=True)
+        return data if data is not None else await self._run(self.ov.read, ino, off, size)
 
     @guarded
     async def write(self, fh, off, buf):
         ino = self.files.get(fh)
         async with self.gate.change():
-            n = await self._quick(self.ov.write, ino, off, bytes(buf))
+            if len(buf) >= THREADED_WRITE:  # copying it takes longer than a thread hand-off
+                n = await self._run(self.ov.write, ino, off, buf)
+            else:
+                n = await self._quick(self.ov.write, ino, off, buf)
         self.stats["writes"] += 1
         self.stats["bytes_written"] += n
         return n
@@ -290,27 +334,51 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
 
     @guarded
     async def fsync(self, fh, datasync):
-        await self._run(self.ov.fsync, self.files.get(fh))
+        ino = self.files.get(fh)
+        await self._run(self.ov.fsync, ino)
+        # What the kernel wrote back changed the file's blocks, which it does not count
+        # itself (its writeback cache keeps size and times): have it ask again.
+        await self._run(pyfuse3.invalidate_inode, ino, True)
 
     @guarded
     async def fsyncdir(self, fh, datasync):
         await self._run(self.ov.fsync, None)
 
+    @guarded
+    async def fallocate(self, inode, mode, offset, length):
+        """Not a pyfuse3 handler: fs/fuse_extra.py routes FUSE_FALLOCATE here."""
+        async with self.gate.change():
+            await self._quick(self.ov.fallocate, inode, mode, offset, length)
+
     # -- extended attributes ---------------------------------------------------------
-    # None: the kernel asks for security.capability before every write and chown, a
-    # round trip each (a fifth of an untar's requests). ENOSYS makes it stop asking.
+    # The kernel asks for security.capability before every write: names outside user.*
+    # are answered here at once, without the overlay (or a thread).
 
     async def getxattr(self, inode, name, ctx):
-        raise pyfuse3.FUSEError(errno.ENOSYS)
+        if not name.startswith(b"user."):
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return await self._getxattr(inode, name)
 
+    @guarded
+    async def _getxattr(self, inode, name):
+        for have, value in await self._quick(self.ov.xattrs, inode):
+            if have.encode() == name:
+                return value
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    @guarded
     async def listxattr(self, inode, ctx):
-        raise pyfuse3.FUSEError(errno.ENOSYS)
+        return [name.encode() for name, _ in await self._quick(self.ov.xattrs, inode)]
 
+    @guarded
     async def setxattr(self, inode, name, value, ctx):
-        raise pyfuse3.FUSEError(errno.ENOSYS)
+        async with self.gate.change():
+            await self._quick(self.ov.set_xattr, inode, name, value)
 
+    @guarded
     async def removexattr(self, inode, name, ctx):
-        raise pyfuse3.FUSEError(errno.ENOSYS)
+        async with self.gate.change():
+            await self._quick(self.ov.set_xattr, inode, name, None)
 
 
 def mount_options(fs: WritableFS) -> set[str]:
@@ -318,4 +386,11 @@ def mount_options(fs: WritableFS) -> set[str]:
     return fuse_options(f"datamonfs:{info.repo}:{info.branch}")
 
 
-__all__ = ["WritableFS", "WriteGate", "mount_options"]
+def init_session(fs: WritableFS, mountpoint: str) -> None:
+    """pyfuse3.init for a writable mount, with the requests pyfuse3 leaves out (fallocate)."""
+    pyfuse3.init(fs, mountpoint, mount_options(fs))
+    fs.mountpoint = mountpoint
+    fuse_extra.install(fs.fallocate)
+
+
+__all__ = ["WritableFS", "WriteGate", "init_session", "mount_options"]

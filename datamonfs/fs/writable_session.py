@@ -8,6 +8,7 @@ writers wait while it runs and readers do not.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from dataclasses import dataclass
@@ -31,8 +32,9 @@ class WritableRequest:
     new: bool  # start from an empty tree (the branch must not exist yet)
     overlay: str  # the overlay's directory
     mountpoint: str
-    uid: int
+    uid: int  # who asks for the mount
     gid: int
+    owner: tuple[int, int] | None = None  # --uid/--gid: who the bundle's entries belong to
     create: bool = False  # the branch's head, or an empty tree when there is no branch yet
 
 
@@ -45,7 +47,7 @@ def _new_info(repo: Repository, req: WritableRequest) -> OverlayInfo:
             raise AlreadyExists(f"branch {req.branch!r} of {req.repo!r} exists already; mount it "
                                 f"with 'datamonfs mount --rw {req.repo}:{req.branch} MOUNTPOINT'")
         return OverlayInfo(req.repo, req.branch, "", "", req.mountpoint, time.time(),
-                           time.time_ns(), req.uid)
+                           time.time_ns(), req.uid, *_owner(req))
     if head is None and repo.ref_head(req.repo, LABEL, req.branch) is not None:
         raise NotFound(f"{req.repo}:{req.branch} is a label, not a branch: labels name one "
                        f"bundle and do not move; mount it read-only, or make a branch from it "
@@ -56,7 +58,24 @@ def _new_info(repo: Repository, req: WritableRequest) -> OverlayInfo:
                        f"'datamonfs mount --rw --new {req.repo} MOUNTPOINT --branch {req.branch}'")
     bundle = repo.get_bundle(req.repo, head.bundle)
     return OverlayInfo(req.repo, req.branch, bundle.id, bundle.tree, req.mountpoint, time.time(),
-                       bundle.time, req.uid)
+                       bundle.time, req.uid, *_owner(req))
+
+
+def sync_mount(mountpoint: str) -> None:
+    """syncfs(2) of a mount: the kernel writes back its dirty pages, and waits for them."""
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd):
+            raise OSError(ctypes.get_errno(), f"syncfs of {mountpoint} failed")
+    finally:
+        os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _owner(req: WritableRequest) -> tuple[int, int]:
+    return req.owner or (req.uid, req.gid)
 
 
 class WritableSession:
@@ -79,7 +98,17 @@ class WritableSession:
                 f"{req.mountpoint} has staged changes for {ov.info.repo}:{ov.info.branch} from an "
                 f"earlier mount; mount that again, or discard them with "
                 f"'datamonfs unmount --discard {req.mountpoint}'")
-        fs = WritableFS(ov, req.uid, req.gid)
+        # The owner is the overlay's from its creation on (what its nodes' rows mean by
+        # "the mount's owner"); an overlay of schema 1 records the one it is resumed with.
+        if ov.info.owner_uid < 0:
+            ov.set_owner(*_owner(req))
+        elif req.owner is not None and req.owner != ov.owner:
+            ov.close()
+            raise AlreadyExists(
+                f"{req.mountpoint} has staged changes made with owner {ov.owner[0]}:"
+                f"{ov.owner[1]}; mount it again without --uid/--gid, or commit and unmount "
+                "it first")
+        fs = WritableFS(ov, *ov.owner)
         return cls(repo, ov, fs, finished.id if finished else None)
 
     def ready(self) -> dict:
@@ -96,6 +125,7 @@ class WritableSession:
                      progress=None, provenance: Provenance = NO_PROVENANCE) -> dict:
         """Commit what is staged. `progress(done, total)` (async, optional) is told the
         bytes cut so far, at most a few times a second."""
+        await self._write_back()  # before the gate closes: the pages written back pass it
         async with self.fs.gate.alone():
             told = _Throttled(progress, await trio.to_thread.run_sync(staged_bytes, self.ov))
             r = await trio.to_thread.run_sync(commit_overlay, self.ov, self.repo, author, message,
@@ -109,6 +139,8 @@ class WritableSession:
 
     async def status(self, limit: int) -> dict:
         """What is staged: at most `limit` changes listed, the counts cover them all."""
+        await self._write_back()
+
         def collect() -> dict:
             changes, counts = [], {"added": 0, "modified": 0, "deleted": 0}
             for line in status(self.ov):
@@ -120,6 +152,12 @@ class WritableSession:
                     "truncated": total > len(changes), "bundle": self.ov.info.bundle,
                     "branch": self.ov.info.branch, "repo": self.ov.info.repo}
         return await trio.to_thread.run_sync(collect)
+
+    async def _write_back(self) -> None:
+        """Writes the kernel still holds in its page cache (the writeback cache) reach the
+        overlay. A file system served in-process, without a kernel, holds none."""
+        if self.fs.mountpoint is not None:
+            await trio.to_thread.run_sync(sync_mount, self.fs.mountpoint)
 
     def stats(self) -> dict:
         return {**self.fs.stats, "open_files": self.fs.open_files(), "nodes": len(self.ov.nodes),

@@ -12,8 +12,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
-from .common import Run, mounted, run, timed, unmount, wait_mounted
+from .common import Datamonfs, Run, mounted, run, timed, unmount, wait_mounted
+from .measure import OURS
 
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -24,6 +27,36 @@ def missing(tool: str) -> str | None:
     if shutil.which(command) is None:
         return f"{command} is not installed (make bench installs it)"
     return None
+
+
+LOCAL, RCLONE = "local disk", "rclone"
+
+
+@contextmanager
+def writable_targets(work: str, dm: Datamonfs, repo: str) -> Iterator[tuple[dict, list]]:
+    """Where a write scenario writes, by column: a plain directory (the limit), a new
+    branch of `repo` mounted writable, and a writable `rclone mount --vfs-cache-mode
+    full` when rclone is installed; and notes for the report. All unmounted at the end."""
+    local_dir = os.path.join(work, "local")
+    os.makedirs(local_dir)
+    targets = {LOCAL: local_dir, OURS: dm.mount(repo, f"m-{repo}", "--rw", "--new",
+                                                "--branch", "scratch")}
+    notes: list[str] = []
+    rclone_mount = None
+    try:
+        if why := missing("rclone"):
+            notes.append(f"rclone not run: {why}.")
+        else:
+            backing = os.path.join(work, "rclone-backing")
+            os.makedirs(backing)
+            rclone_mount = Rclone(work).mount(backing, os.path.join(work, "m-rclone"),
+                                              writable=True)
+            targets[RCLONE] = rclone_mount.mountpoint
+        yield targets, notes
+    finally:
+        if rclone_mount:
+            rclone_mount.close()
+        dm.close()
 
 
 def free_port() -> int:

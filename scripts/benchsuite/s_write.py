@@ -13,11 +13,10 @@ import subprocess
 from . import data
 from .common import MiB, Datamonfs, scratch, timed, tree_bytes
 from .measure import OURS, Table, alternate
-from .peers import Rclone, missing
+from .peers import LOCAL, RCLONE, writable_targets
 from .sizes import Size
 
 SCENARIO = "4. Writes and commit"
-LOCAL, RCLONE = "local disk", "rclone"
 
 
 def run_scenario(size: Size, reps: int) -> tuple[list[Table], list, list]:
@@ -28,21 +27,7 @@ def run_scenario(size: Size, reps: int) -> tuple[list[Table], list, list]:
     data.write_random(source, size.write_file, random.Random(9))
     archive = os.path.join(work, "files.tar")
     data.tar_of_small_files(archive, size.untar_files)
-    local_dir = os.path.join(work, "local")
-    os.makedirs(local_dir)
-    targets = {LOCAL: local_dir, OURS: dm.mount("write", "m-write", "--rw", "--new",
-                                                "--branch", "scratch")}
-    rclone_mount = None
-    notes = []
-    try:
-        if why := missing("rclone"):
-            notes.append(f"rclone not run: {why}.")
-        else:
-            backing = os.path.join(work, "rclone-backing")
-            os.makedirs(backing)
-            rclone_mount = Rclone(work).mount(backing, os.path.join(work, "m-rclone"),
-                                              writable=True)
-            targets[RCLONE] = rclone_mount.mountpoint
+    with writable_targets(work, dm, "write") as (targets, notes):
         attempt = iter(range(10_000))
 
         def writer(root: str):
@@ -61,10 +46,6 @@ def run_scenario(size: Size, reps: int) -> tuple[list[Table], list, list]:
 
         measured = alternate(reps, {name: writer(root) for name, root in targets.items()})
         commit_seconds = dm.run("commit", targets[OURS], "-m", "untarred").seconds
-    finally:
-        if rclone_mount:
-            rclone_mount.close()
-        dm.close()
 
     speed = Table(SCENARIO, f"Write through a writable mount ({size.write_file // MiB:,} MiB "
                   f"file, {size.untar_files:,} small files)", [OURS, RCLONE, LOCAL], limit=LOCAL)

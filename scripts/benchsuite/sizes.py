@@ -1,4 +1,4 @@
-"""How big each scenario runs: `default` fits in 15 minutes on a 2-core machine, `large`
+"""How big each scenario runs: `default` fits in 20 minutes on a 2-core machine, `large`
 is ten times bigger, `smoke` only checks that the suite runs end to end."""
 
 from __future__ import annotations
@@ -27,16 +27,22 @@ class Size:
     bundle_files: int = 100_000     # generated bundle: mount + first ls, daemon RSS
     scale_small: int = 10_000       # upload/download peak RSS
     scale_large: int = 512 * MiB
+    fio_file: int = 256 * MiB       # fio: the files of each job group, in all
+    fio_seconds: int = 8            # each timed fio job
+    fio_verify: int = 512 * MiB     # written and verified (crc32c) through the mount
 
 
 DEFAULT = Size("default")
 LARGE = replace(DEFAULT, name="large", dataset=4096 * MiB, dataset_small=25_000,
                 read_file=5120 * MiB, parallel_file=320 * MiB, tree_files=100_000,
-                write_file=2560 * MiB, untar_files=50_000, commit_dataset=2560 * MiB, scattered_file=4096 * MiB,
-                bundle_files=1_000_000, scale_small=100_000, scale_large=5120 * MiB)
-SMOKE = replace(DEFAULT, name="smoke", dataset=24 * MiB, dataset_small=200, gcs_small=20, gcs_files=200,
-                gcs_large=4 * MiB, read_file=16 * MiB, parallel_file=1 * MiB,
+                write_file=2560 * MiB, untar_files=50_000, commit_dataset=2560 * MiB,
+                scattered_file=4096 * MiB, bundle_files=1_000_000, scale_small=100_000,
+                scale_large=5120 * MiB, fio_file=2560 * MiB, fio_seconds=30,
+                fio_verify=4096 * MiB)
+SMOKE = replace(DEFAULT, name="smoke", dataset=24 * MiB, dataset_small=200, gcs_small=20,
+                gcs_files=200, gcs_large=4 * MiB, read_file=16 * MiB, parallel_file=1 * MiB,
                 random_reads=20, tree_files=300, write_file=8 * MiB, untar_files=200,
-                commit_dataset=8 * MiB, scattered_file=16 * MiB, bundle_files=2_000, scale_small=200,
-                scale_large=8 * MiB)
+                commit_dataset=8 * MiB, scattered_file=16 * MiB, bundle_files=2_000,
+                scale_small=200, scale_large=8 * MiB, fio_file=16 * MiB, fio_seconds=2,
+                fio_verify=16 * MiB)
 SIZES = {s.name: s for s in (SMOKE, DEFAULT, LARGE)}

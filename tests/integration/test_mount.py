@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support.processes import mounts_under
+from support.processes import emulator_pid, mounts_under
 
 
 def make_tree(root: str, big: int) -> dict[str, bytes]:
@@ -269,20 +269,6 @@ class _store_down:
             os.rename(os.path.join(root, "pack.away"), os.path.join(root, "pack"))
         else:
             os.kill(self.pid, signal.SIGCONT)
-
-
-def emulator_pid(host: str) -> int:
-    port = host.rsplit(":", 1)[1]
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read().split(b"\0")
-            except OSError:
-                continue
-            if any(b"gcp-storage-emulator" in c for c in cmd) and f"--port={port}".encode() in cmd:
-                return int(pid)
-    raise AssertionError("emulator process not found")
 
 
 # -- a generated tree, kept small ------------------------------------------------------------

@@ -9,6 +9,7 @@ DATAMONFS_STATEFUL_EXAMPLES / DATAMONFS_STATEFUL_STEPS run more by hand, e.g.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import random
@@ -37,6 +38,16 @@ PATHS = [x for x in NAMES] + [f"{x}/{y}" for x in NAMES for y in NAMES] + \
         [f"{x}/{y}/{z}" for x in NAMES for y in NAMES for z in NAMES[:2]]
 TARGETS = ["a", "b", "a/a", "c/b", "nowhere"]  # never climbing out: a bundle refuses those
 MODES = [0o644, 0o600, 0o755, 0o700, 0o444]
+OWNERS = [0, 4321, 4400]
+FALLOCATE_MODES = [0, 1, 1 | 2, 16, 16 | 1]  # allocate, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE
+XATTRS = ["user.a", "user.b"]
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def _checked(ret: int) -> None:
+    if ret:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
 
 def make_base(root: str) -> None:
@@ -202,6 +213,44 @@ class FileOps(RuleBasedStateMachine):
                 return f.read()
         self.both(run, path)
 
+    @rule(path=st.sampled_from(PATHS), uid=st.sampled_from(OWNERS), gid=st.sampled_from(OWNERS))
+    def chown(self, path, uid, gid):
+        self.both(lambda p: os.chown(p, uid, gid, follow_symlinks=False), path)
+
+    @rule(src=st.sampled_from(PATHS), dst=st.sampled_from(PATHS))
+    def link(self, src, dst):
+        self.both(lambda a, b: os.link(a, b, follow_symlinks=False), src, dst)
+
+    @rule(src=st.sampled_from(PATHS), dst=st.sampled_from(PATHS))
+    def exchange(self, src, dst):
+        def exchange(a, b):  # renameat2(RENAME_EXCHANGE)
+            _checked(_libc.renameat2(-100, a.encode(), -100, b.encode(), 2))
+        self.both(exchange, src, dst)
+
+    @rule(path=st.sampled_from(PATHS), mode=st.sampled_from(FALLOCATE_MODES),
+          offset=st.integers(0, 1_600_000), length=st.integers(1, 300_000))
+    def fallocate(self, path, mode, offset, length):
+        def fallocate(p):
+            fd = os.open(p, os.O_RDWR)
+            try:
+                _checked(_libc.fallocate(fd, mode, offset, length))
+                return os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        self.both(fallocate, path)
+
+    @rule(path=st.sampled_from(PATHS), name=st.sampled_from(XATTRS),
+          value=st.one_of(st.none(), st.binary(max_size=40)))
+    def xattr(self, path, name, value):
+        """Set one (or remove it: None), then list them all."""
+        def xattr(p):
+            if value is None:
+                os.removexattr(p, name)
+            else:
+                os.setxattr(p, name, value)
+            return sorted(os.listxattr(p))
+        self.both(xattr, path)
+
     @rule(path=st.sampled_from(PATHS))
     def fsync(self, path):
         def fsync(p):
@@ -219,6 +268,17 @@ class FileOps(RuleBasedStateMachine):
             _note("\n  ".join(self.history) + f"\n  tree differs: mount {sorted(set(got.items()) - set(want.items()))}, "
                   f"local {sorted(set(want.items()) - set(got.items()))}")
         assert got == want
+        assert self._links_and_owners(self.mnt) == self._links_and_owners(self.ref)
+
+    @staticmethod
+    def _links_and_owners(root: str) -> dict:
+        """What bundles do not record but a mount shows: link counts, owners, and which
+        names share an inode."""
+        out, inodes = {}, {}
+        for rel in sorted(snapshot(root, mtimes=False)):
+            s = os.lstat(os.path.join(root, rel))
+            out[rel] = (s.st_nlink, s.st_uid, s.st_gid, inodes.setdefault(s.st_ino, rel))
+        return out
 
     @rule(path=st.sampled_from(PATHS))
     def keep_open(self, path):

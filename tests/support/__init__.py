@@ -10,4 +10,5 @@
     writable    writable mounts without a daemon (writable_harness.py, a child process)
     planting    hostile store content
     fs_api      file system operations driven in-process, without a kernel
+    overlays    an overlay written by schema-1 code (tests/data/overlay-v1)
 """

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 from .cli import CLI
-from .processes import alive, children_of, kill, mounts_under
+from .processes import children_of, mounts_under, terminate_all
 
 
 class Daemon:
@@ -88,13 +86,7 @@ class Daemon:
         for mp in mounts_under(self.root):
             if subprocess.run(["fusermount3", "-u", mp], capture_output=True).returncode:
                 subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True)
-        for pid in self.pids:
-            kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while any(alive(p) for p in self.pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for pid in self.pids:
-            kill(pid)
+        terminate_all(self.pids)
         for mp in mounts_under(self.root):  # after the workers are gone: lazily
             subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True)
         shutil.rmtree(self.sockdir, ignore_errors=True)

@@ -20,10 +20,18 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def user_xattrs(path: str) -> tuple:
+    """The user.* extended attributes of `path` (not followed), as a bundle entry keeps
+    them: (name, value) pairs sorted by name."""
+    names = sorted(n for n in os.listxattr(path, follow_symlinks=False) if n.startswith("user."))
+    return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
+
+
 def snapshot(root, mtimes: bool = True) -> dict:
     """Everything datamonfs promises to keep of a folder, by relative path: a directory's
     mode; a file's mode, size, bytes (as a digest) and, with `mtimes`, mtime; a link's
-    target. Directories and links are not followed."""
+    target; the user.* extended attributes of files and directories that have some.
+    Directories and links are not followed."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -39,6 +47,8 @@ def snapshot(root, mtimes: bool = True) -> dict:
                     digest = _digest(f.read())
                 out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_size, digest,
                             st.st_mtime_ns if mtimes else None)
+            if not stat.S_ISLNK(st.st_mode) and (xattrs := user_xattrs(path)):
+                out[rel] += (xattrs,)
     return out
 
 
@@ -58,4 +68,6 @@ def tree_snapshot(repo, tree: str, prefix: str = "", mtimes: bool = False) -> di
             data = b"".join(repo.chunks.read_chunks(repo.trees.chunks(entry)))
             out[rel] = ("file", entry.mode, entry.size, _digest(data),
                         entry.mtime if mtimes else None)
+        if entry.xattrs:
+            out[rel] += (entry.xattrs,)
     return out

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Iterator
 
+import pyfuse3
+
 from datamonfs.cache import CachedChunkReader, FileReader
 from datamonfs.core.repository import Repository
 from datamonfs.fs.readonly import MountInfo, ReadOnlyFS
@@ -18,6 +20,15 @@ def ctx(uid: int | None = None, gid: int | None = None):
     """A request context as the kernel sends it (pyfuse3's own cannot be built)."""
     return SimpleNamespace(uid=os.getuid() if uid is None else uid,
                            gid=os.getgid() if gid is None else gid, pid=os.getpid(), umask=0o022)
+
+
+async def errno_of(call) -> int:
+    """The errno a request fails with (it must fail)."""
+    try:
+        await call
+    except pyfuse3.FUSEError as e:
+        return e.errno
+    raise AssertionError("the request succeeded")
 
 
 def fields(**changed):

@@ -20,10 +20,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 from .cli import CLI, DATAMONFS, Result
-from .processes import alive, children_of, kill, mounts_under, wait_for
+from .processes import children_of, mounts_under, terminate_all, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKERFILE = os.path.join(ROOT, "packaging", "Dockerfile")
@@ -109,13 +108,7 @@ class NodeDaemon:
                     pass
         for pid in list(self.pids):
             self.pids.update(children_of(pid))
-        for pid in self.pids:
-            kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while any(alive(p) for p in self.pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for pid in self.pids:
-            kill(pid)
+        terminate_all(self.pids)
         if self.proc is not None:
             self.proc.wait()
         for mp in mounts_under(self.root):  # the pods' mounts, then the shared ROOT/mounts

@@ -65,6 +65,17 @@ def alive(pid: int) -> bool:
         return False
 
 
+def terminate_all(pids: set[int], grace: float = 5) -> None:
+    """SIGTERM every pid, give them `grace` seconds, then SIGKILL what is left."""
+    for pid in pids:
+        kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        kill(pid)
+
+
 def wait_for(predicate, timeout: float = 20, interval: float = 0.05, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:

@@ -28,7 +28,7 @@ def main() -> None:
     from datamonfs.cache import CachedChunkReader
     from datamonfs.core.repository import Author, Repository
     from datamonfs.core.stores import open_store
-    from datamonfs.fs.writable import mount_options
+    from datamonfs.fs.writable import init_session
     from datamonfs.fs.writable_session import WritableRequest, WritableSession
 
     state, mountpoint, store_url, repo_name, branch = sys.argv[1:6]
@@ -71,7 +71,7 @@ def main() -> None:
                 print(json.dumps(reply), flush=True)
 
     async def run() -> None:
-        pyfuse3.init(session.fs, mountpoint, mount_options(session.fs))
+        init_session(session.fs, mountpoint)
         print(json.dumps({"event": "ready", "pid": os.getpid(), **session.ready()}), flush=True)
         try:
             async with trio.open_nursery() as n:

@@ -11,7 +11,7 @@ import pyfuse3
 import pytest
 import trio
 from support.files import write
-from support.fs_api import ctx, fields, readonly_fs, writable_session
+from support.fs_api import ctx, errno_of, fields, readonly_fs, writable_session
 
 from datamonfs.core import ingest
 from datamonfs.core.repository import Author, Repository
@@ -31,12 +31,6 @@ def repo(tmp_path):
     os.symlink("sub/small.txt", src / "link")
     ingest.upload(repo, "r", str(src), "first", ADA, label="v1")
     return repo
-
-
-async def errno_of(call) -> int:
-    with pytest.raises(pyfuse3.FUSEError) as e:
-        await call
-    return e.value.errno
 
 
 def test_readonly_requests(repo):

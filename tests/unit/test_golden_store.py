@@ -21,6 +21,7 @@ import pytest
 
 from datamonfs.core.chunks import V1, V2, ChunkStore, cut
 from datamonfs.core.encoding import VERSION, address, encode
+from datamonfs.core.model import xattrs_to_obj
 from datamonfs.core.packs import PackIndex
 from datamonfs.core.repository import BRANCH, LABEL, Repository
 from datamonfs.core.stores.base import check_key
@@ -209,15 +210,15 @@ def test_every_ref_resolves_to_its_bundle(golden, expected, version):
     for log, ids in expected["logs"].items():
         kind, name = log.split("/")
         assert [r.bundle for r in golden.ref_log(expected["repo"], kind, name)] == ids, log
-    branches = ["derived", "dev", "main"] + (["packed"] if version >= 2 else [])
+    branches = ["attrs", "derived", "dev", "main"] + (["packed"] if version >= 2 else [])
     assert [r.name for r in golden.list_refs(expected["repo"], BRANCH)] == branches
     assert [r.name for r in golden.list_refs(expected["repo"], LABEL)] == ["v1"]
     assert [b.id for b in golden.list_bundles(expected["repo"])] == \
-        [expected["bundles"][t]["id"] for t in ("E", "D", "C", "B", "A")
+        [expected["bundles"][t]["id"] for t in ("F", "E", "D", "C", "B", "A")
          if t in expected["bundles"]]
 
 
-@pytest.mark.parametrize("tag", ["A", "B", "C", "D", "E"])
+@pytest.mark.parametrize("tag", ["A", "B", "C", "D", "E", "F"])
 def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
     if tag not in expected["bundles"]:
         pytest.skip(f"no bundle {tag} in format {expected['format']}")
@@ -226,7 +227,7 @@ def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
     assert (b.tree, list(b.parents), b.time, b.files, b.bytes, b.message) == (
         want["tree"], want["parents"], want["time"], want["files"], want["bytes"],
         want["message"])
-    # What it was made from (§5.5): C (format 1) and E (format 2) record it.
+    # What it was made from (§5.5): C (format 1) and F (format 2) record it.
     assert b.provenance.to_obj() == {k: want[k] for k in ("inputs", "process") if k in want}
     seen = []
     for path, e in golden.walk(b):
@@ -244,6 +245,7 @@ def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
             assert len(packs) == w.get("packs", 0), path
             assert sum(c.pack is None for c in chunks) == w.get("loose", len(chunks) - sum(
                 c.pack is not None for c in chunks)), path
+            assert xattrs_to_obj(e.xattrs) == w.get("xattrs", {}), path
         elif e.kind == "dir":
             pages = golden.trees.directory(e.tree).pages
             assert (e.tree, e.files, len(pages)) == (w["tree"], w["files"], w["pages"]), path

@@ -2,10 +2,13 @@
 
     schema.py     the database's tables, every column explained, and its row types
     db.py         the connection: transactions (Tx), syncs, meta values
-    nodes.py      Node, rows <-> nodes, the node cache; with db.py, the only SQL
-    namespace.py  lookups, listings and changes to names and attributes
+    nodes.py      Node, rows <-> nodes, the node cache; with db.py and extents.py,
+                  the only SQL
+    namespace.py  lookups, listings and changes to names
+    attributes.py modes, sizes, times, owners, extended attributes of nodes
     content.py    file content: a FUSE write staged in data/INO, reads put together
-    overlay.py    Overlay (made of the two above), opening, the commit's rebase
+    extents.py    the written ranges of staged files
+    overlay.py    Overlay (made of the three above), opening, the commit's rebase
     changes.py    the commit description for core.commit, and `status`
     commit.py     commit in crash-safe steps, finishing one a crash interrupted
 """

@@ -56,11 +56,12 @@ def _changes(ov: Overlay, parent: int) -> Iterator[tuple[str, Change | None]]:
 
 def _change(ov: Overlay, node: Node) -> Change:
     ino, kind, mode, mtime, origin = node.ino, node.kind, node.mode, node.mtime, node.origin
-    same_meta = origin is not None and origin.kind == kind and (origin.mode, origin.mtime) == (mode, mtime)
+    same_meta = origin is not None and origin.kind == kind and (
+        origin.mode, origin.mtime, origin.xattrs) == (mode, mtime, node.xattrs)
     if kind == DIR:
         if same_meta and not _has_rows(ov, ino):
             return Keep(origin, ino)  # renamed or only on the path to a change: same tree
-        return NewDir(mode, mtime, node.tree, partial(_changes, ov, ino), ino)
+        return NewDir(mode, mtime, node.tree, partial(_changes, ov, ino), ino, node.xattrs)
     if kind == LINK:
         if same_meta and origin.target == node.target:
             return Keep(origin, ino)
@@ -75,7 +76,8 @@ def _change(ov: Overlay, node: Node) -> Change:
     if same_meta and not changed and node.size == origin.size:
         return Keep(origin, ino)
     read = partial(ov.read, ino, keep=False)
-    return NewFile(mode, mtime, node.size, lambda off, n: read(off, n), base, tuple(changed), ino)
+    return NewFile(mode, mtime, node.size, lambda off, n: read(off, n), base, tuple(changed), ino,
+                   node.xattrs)
 
 
 # -- status --------------------------------------------------------------------
@@ -107,9 +109,10 @@ def _status_dir(ov: Overlay, ino: int, tree: str | None, prefix: str) -> Iterato
                 yield _line(path, DELETED, was.kind, was.size)
             continue
         kind, size = node.kind, node.size
-        if was is not None and node.origin == was and kind == was.kind:
+        # The same entry under this name (a hard link's origin may carry another name).
+        if node.origin is not None and node.origin.same_as(was) and kind == was.kind:
             if kind == DIR:
-                if node.mode != was.mode:
+                if (node.mode, node.xattrs) != (was.mode, was.xattrs):
                     yield _line(path, MODIFIED, DIR, 0)
                 yield from _status_dir(ov, node.ino, node.tree, path + "/")
             elif isinstance(_change(ov, node), Keep) is False:

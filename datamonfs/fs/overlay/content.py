@@ -2,7 +2,7 @@
 
 `data/INO` holds the bytes written to inode INO at their own offsets (a sparse
 file); the `extents` rows say which ranges of it are real (disjoint, never
-adjacent; nodes.Extents). A read takes written ranges from the data file, and the
+adjacent; extents.Extents). A read takes written ranges from the data file, and the
 rest from the file's base content below its `base_limit`, else zeros. So writing
 4 bytes into a 10 GiB base file stages 4 bytes, and a truncate only moves numbers.
 
@@ -13,10 +13,16 @@ name them (`StagedData.drop`, after the transaction commits).
 
 `StagedData` is called with the overlay's lock held, except `assemble`, which reads
 base content (perhaps from the store) without it.
+
+`Content.fallocate` (fallocate(2) on the mount): allocating reserves the range in
+the data file (so later writes there do not run out of space) and may extend the
+file; punching a hole or zeroing a range punches the data file and records the
+range as written, so it reads as zeros whatever the base had there.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import threading
@@ -27,11 +33,25 @@ from ...core.trees import TreeReader
 from ...lru import LRU
 from ..vfs import FsError
 from .db import OverlayDB, Tx
-from .nodes import Extents, NodeCache, now
+from .extents import Extents
+from .nodes import Node, NodeCache, now
 
 MAX_FDS = 128  # open data files; more are closed least recently used first
 MAX_READERS = 64
 RESERVE_MIN, RESERVE_MAX = 1 << 20, 64 << 20  # free space kept for the database
+# fallocate(2) modes (linux/falloc.h) a writable mount supports; the others shift content
+# (COLLAPSE_RANGE, INSERT_RANGE) or concern shared extents (UNSHARE_RANGE): EOPNOTSUPP.
+KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE = 0x01, 0x02, 0x10
+FALLOCATE_MODES = KEEP_SIZE | PUNCH_HOLE | ZERO_RANGE
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) itself (os.posix_fallocate would write zeros where it is missing)."""
+    if _libc.fallocate(fd, mode, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 class RangeReader(Protocol):
@@ -57,6 +77,7 @@ class StagedData:
         self._fds: LRU[int, int] = LRU(MAX_FDS, dispose=_close_fd)
         self._readers: LRU[int, tuple[Entry, RangeReader]] = LRU(MAX_READERS)
         self._readers_lock = threading.Lock()
+        self.nowait = True  # the file system of data/ reads with RWF_NOWAIT
 
     # -- writing -----------------------------------------------------------------
 
@@ -81,6 +102,29 @@ class StagedData:
         if staged:
             tx.after(lambda: self._shrink(ino, size))
 
+    def punch(self, ino: int, start: int, end: int) -> None:
+        """Make [start, end) of a data file read as zeros, giving its space back."""
+        try:
+            fallocate(self._fd(ino), PUNCH_HOLE | KEEP_SIZE, start, end - start)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+                raise FsError(e.errno or errno.EIO, f"punching staged data: {e}") from None
+            for at in range(start, end, 1 << 20):  # a file system without holes
+                self.pwrite(ino, at, bytes(min(1 << 20, end - at)))
+
+    def reserve(self, ino: int, start: int, length: int) -> None:
+        """Allocate [start, start + length) of a data file, so that writes there find room
+        (skipped where the overlay's file system cannot allocate ahead)."""
+        try:
+            fallocate(self._fd(ino), KEEP_SIZE, start, length)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+                raise FsError(e.errno or errno.EIO, f"allocating staged data: {e}") from None
+
+    def allocated(self, ino: int) -> int:
+        """Bytes a data file occupies on disk (written ranges and reservations)."""
+        return os.fstat(self._fd(ino)).st_blocks * 512
+
     def _shrink(self, ino: int, size: int) -> None:
         try:
             os.truncate(os.path.join(self.dir, str(ino)), size)
@@ -89,14 +133,28 @@ class StagedData:
 
     # -- reading -----------------------------------------------------------------
 
-    def pieces(self, ino: int, start: int, end: int, staged: bool) -> list:
-        """[start, end) as written bytes, and (a, b) gaps for `assemble` to fill."""
+    def pieces(self, ino: int, start: int, end: int, staged: bool, nowait: bool = False) -> list:
+        """[start, end) as written bytes, and (a, b) gaps for `assemble` to fill. With
+        `nowait`, bytes not in the page cache raise BlockingIOError instead of waiting."""
         out: list = []
         pos = start
         for a, b in (self.extents.within(ino, start, end) if staged else ()):
             if a > pos:
                 out.append((pos, a))
-            data = os.pread(self._fd(ino), b - a, a)
+            if nowait:
+                if not self.nowait:
+                    raise BlockingIOError
+                buf = bytearray(b - a)
+                try:
+                    n = os.preadv(self._fd(ino), [buf], a, os.RWF_NOWAIT)
+                except OSError as e:
+                    if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # tmpfs, say
+                        self.nowait = False
+                        raise BlockingIOError from None
+                    raise
+                data = bytes(buf[:n])
+            else:
+                data = os.pread(self._fd(ino), b - a, a)
             out.append(data + bytes(b - a - len(data)))  # a sparse tail reads as zeros
             pos = b
         if pos < end:
@@ -195,7 +253,10 @@ class Content:
 
     def write(self, ino: int, offset: int, data: bytes) -> int:
         """A FUSE write: bytes into data/INO, then (one transaction) the extent that
-        shows them and the file's new size and times."""
+        shows them and the file's new size and times. The bytes are written without
+        the overlay's lock, so writes to different files, or to different ranges of one
+        (the kernel sends no overlapping writes at once, and holds truncates and
+        fallocates of a file until its writes are answered), proceed in parallel."""
         with self.lock:
             node = self.nodes.get(ino)
             if node.kind != FILE:
@@ -205,16 +266,26 @@ class Content:
                 with self.db.tx() as tx:
                     self.nodes.persist(node, tx)
                     tx.set(node, staged=True)
-            n = self.data.pwrite(ino, offset, data)
-            if n:
+            fd = self.data.dup_fd(ino)
+        try:
+            n = os.pwrite(fd, data, offset)
+        except OSError as e:
+            raise FsError(e.errno or errno.EIO, f"writing staged data: {e}") from None
+        finally:
+            os.close(fd)
+        if n:
+            with self.lock:
                 t = now()
                 with self.db.tx() as tx:
                     self.data.extents.add(ino, offset, offset + n)
                     tx.set(node, size=max(node.size, offset + n), mtime=t, ctime=t)
-            return n
+        return n
 
-    def read(self, ino: int, offset: int, length: int, keep: bool = True) -> bytes:
-        """Bytes of a file as staged: written ranges, else the base's, else zeros."""
+    def read(self, ino: int, offset: int, length: int, keep: bool = True,
+             nowait: bool = False) -> bytes | None:
+        """Bytes of a file as staged: written ranges, else the base's, else zeros. With
+        `nowait`, None where that would wait: for base content, or for staged bytes not in
+        the page cache (the event loop answers the rest at once; threads do these)."""
         with self.lock:
             node = self.nodes.get(ino, keep)
             if node.kind != FILE:
@@ -222,9 +293,59 @@ class Content:
             end = min(offset + length, node.size)
             if offset >= end:
                 return b""
-            pieces = self.data.pieces(ino, offset, end, node.staged)
+            try:
+                pieces = self.data.pieces(ino, offset, end, node.staged, nowait)
+            except BlockingIOError:
+                return None
             limit, origin = node.base_limit, node.origin
+        if nowait and any(not isinstance(p, bytes) and p[0] < limit for p in pieces):
+            return None
         return self.data.assemble(ino, pieces, limit, origin)  # base bytes: outside the lock
+
+    def fallocate(self, ino: int, mode: int, offset: int, length: int) -> Node:
+        """fallocate(2): allocate (mode 0 may extend the file, KEEP_SIZE not), punch a hole
+        (PUNCH_HOLE | KEEP_SIZE) or zero a range (ZERO_RANGE, which may extend it)."""
+        if mode & ~FALLOCATE_MODES or (mode & PUNCH_HOLE and not mode & KEEP_SIZE) or (
+                mode & PUNCH_HOLE and mode & ZERO_RANGE):
+            raise FsError(errno.EOPNOTSUPP)
+        if offset < 0 or length <= 0:
+            raise FsError(errno.EINVAL)
+        end = offset + length
+        with self.lock:
+            node = self.nodes.get(ino)
+            if node.kind != FILE:
+                raise FsError(errno.ENODEV)
+            zeroing = bool(mode & (PUNCH_HOLE | ZERO_RANGE))
+            size = node.size if mode & KEEP_SIZE else max(node.size, end)
+            zero_end = min(end, size) if zeroing else offset
+            self.data.check_space(0 if zeroing else length)
+            if not (node.persisted and node.staged):
+                with self.db.tx() as tx:
+                    self.nodes.persist(node, tx)
+                    tx.set(node, staged=True)
+            if zero_end > offset:  # bytes first, then the extent that shows them
+                self.data.punch(ino, offset, zero_end)
+            elif not zeroing:
+                self.data.reserve(ino, offset, length)
+            t = now()
+            with self.db.tx() as tx:
+                if zero_end > offset:
+                    self.data.extents.add(ino, offset, zero_end)
+                changed = zero_end > offset or size != node.size
+                tx.set(node, size=size, ctime=t, mtime=t if changed else node.mtime)
+            return node
+
+    def blocks(self, node: Node) -> int:
+        """512-byte blocks a file occupies: its bytes still from the bundle, plus what its
+        data file holds (written ranges, reservations); a sparse file reports its holes
+        as free, as a local file system does."""
+        if node.kind != FILE:
+            return 0
+        with self.lock:
+            base = min(node.base_limit, node.size) if node.origin is not None else 0
+            staged = self.data.allocated(node.ino) if node.staged else 0
+        whole = -(-node.size // 4096) * 4096  # base bytes a staged range covers count once
+        return (min(base + staged, max(whole, staged)) + 511) // 512
 
     def changed_span(self, ino: int) -> tuple[int, int] | None:
         with self.lock:

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ..vfs import FsError
-from .schema import SCHEMA, MetaRow, columns, params
+from .schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, MetaRow, columns, params
 
 
 def errno_of(e: sqlite3.Error) -> int:
@@ -174,6 +174,21 @@ class OverlayDB:
             except sqlite3.Error:
                 pass
             raise FsError(errno_of(e), f"overlay database: {e}") from None
+
+    def migrate(self) -> int | None:
+        """Bring an overlay of an older schema to SCHEMA_VERSION, in one transaction, then
+        sync; the version it had. A newer version than this code knows is left alone (the
+        caller refuses it)."""
+        version = self.get_meta("version")
+        if not isinstance(version, int) or version >= SCHEMA_VERSION or version not in MIGRATIONS:
+            return version
+        with self.tx():
+            for v in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[v]:
+                    self.conn.execute(statement)
+            self.set_meta("version", SCHEMA_VERSION)
+        self.sync()
+        return version
 
     # -- meta: small JSON values -------------------------------------------------
 

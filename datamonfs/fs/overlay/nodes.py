@@ -7,9 +7,13 @@ it ("copy-up" of metadata only: content is never copied, see content.py). So a
 renamed base directory is one row pointing at its base tree.
 
 `NodeCache` keeps the nodes the kernel knows by inode number, makes one base node
-per base name, and loads rows. It and `Extents` hold every SQL statement on the
-`nodes`, `dirents` and `extents` tables: the rest of the overlay reads and changes
+per base name, and loads rows. It and `extents.Extents` hold every SQL statement on
+the `nodes`, `dirents` and `extents` tables: the rest of the overlay reads and changes
 rows only through them. Callers hold the overlay's lock.
+
+A file or symlink may have several names (hard links): one `dirents` row each,
+`nlink` counting them. A node in memory keeps one of them as `parent` and `name`
+(docs/ARCHITECTURE.md, "hard links in the overlay").
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
-from ...core.model import DIR, FILE, Entry
+from ...core.model import DIR, FILE, Entry, Xattrs, parse_xattrs, xattrs_to_obj
 from ..base_tree import BaseTrees
 from ..vfs import ROOT, FsError
 from .db import OverlayDB, Tx
-from .schema import DirentRow, ExtentRow, NodeRow, columns, params
+from .schema import DirentRow, NodeRow, columns, params
 
 
 def now() -> int:
@@ -46,10 +50,15 @@ class Node:
     origin: Entry | None = None  # the base entry this node started as
     staged: bool = False  # files: has written ranges in data/INO
     base_limit: int = 0  # files: origin bytes show below this offset
-    nlink: int = 1
+    nlink: int = 1  # files and links: names; 0: unlinked but open
+    uid: int | None = None  # None: the mount's owner
+    gid: int | None = None
+    atime: int | None = None  # None: the mtime
+    xattrs: Xattrs = ()
     persisted: bool = False
     lookups: int = 0  # the kernel's lookup count (memory only)
     opens: int = 0
+    subdirs: int | None = None  # directories: how many, once counted (memory only)
 
     @classmethod
     def of_entry(cls, ino: int, parent: int, name: bytes, entry: Entry, ctime: int | None = None,
@@ -58,27 +67,29 @@ class Node:
         return cls(ino, parent, name, entry.kind, entry.mode, entry.mtime,
                    entry.mtime if ctime is None else ctime,
                    entry.size if entry.kind != DIR else 0, entry.target, entry.tree, entry,
-                   base_limit=entry.size if entry.kind == FILE else 0, lookups=lookups,
-                   opens=opens)
+                   base_limit=entry.size if entry.kind == FILE else 0, xattrs=entry.xattrs,
+                   lookups=lookups, opens=opens)
 
     @classmethod
     def of_row(cls, row: NodeRow, parent: int, name: bytes) -> Node:
         origin = Entry.from_obj(json.loads(row.origin), "overlay") if row.origin else None
+        xattrs = parse_xattrs(json.loads(row.xattrs), "overlay") if row.xattrs else ()
         return cls(row.ino, parent, name, row.kind, row.mode, row.mtime, row.ctime, row.size,
                    row.target, row.tree, origin, bool(row.staged), row.base_limit, row.nlink,
-                   persisted=True)
+                   row.uid, row.gid, row.atime, xattrs, persisted=True)
 
     def row(self) -> NodeRow:
         return NodeRow(ino=self.ino, kind=self.kind, mode=self.mode, mtime=self.mtime,
                        ctime=self.ctime, size=self.size, target=self.target, tree=self.tree,
                        origin=json.dumps(self.origin.to_obj()) if self.origin else None,
-                       staged=int(self.staged), base_limit=self.base_limit, nlink=self.nlink)
+                       staged=int(self.staged), base_limit=self.base_limit, nlink=self.nlink,
+                       uid=self.uid, gid=self.gid, atime=self.atime,
+                       xattrs=json.dumps(xattrs_to_obj(self.xattrs)) if self.xattrs else None)
 
 
 _NODE = f"SELECT {columns(NodeRow)} FROM nodes WHERE ino = ?"
 _PUT_NODE = f"INSERT OR REPLACE INTO nodes ({columns(NodeRow)}) VALUES ({params(NodeRow)})"
 _PUT_DIRENT = f"INSERT OR REPLACE INTO dirents ({columns(DirentRow)}) VALUES ({params(DirentRow)})"
-_PUT_EXTENT = f"INSERT INTO extents ({columns(ExtentRow)}) VALUES ({params(ExtentRow)})"
 _CHILDREN = (f"SELECT d.name, d.ino IS NULL, {columns(NodeRow, 'n')} FROM dirents d "
              "LEFT JOIN nodes n ON n.ino = d.ino WHERE d.parent = ? AND d.name > ? "
              "ORDER BY d.name LIMIT ?")
@@ -290,25 +301,92 @@ class NodeCache:
     def has_children(self, parent: int) -> bool:
         return self.db.one("SELECT 1 FROM dirents WHERE parent = ? LIMIT 1", (parent,)) is not None
 
+    # -- names of a node and subdirectories of a directory ------------------------------
+
+    def move_name(self, tx: Tx, node: Node) -> None:
+        """After one of a node's names went (in this transaction): keep one it still has."""
+        row = self.db.conn.execute("SELECT parent, name FROM dirents WHERE ino = ? LIMIT 1",
+                                   (node.ino,)).fetchone()
+        if row is not None and (row[0], row[1]) != (node.parent, node.name):
+            tx.set(node, parent=row[0], name=row[1])
+
+    def subdirs(self, node: Node) -> int:
+        """A directory's subdirectories: its base tree's, changed by its own names. Counted
+        once (reading the base pages, as a listing does), then kept up by every change."""
+        if node.subdirs is not None:
+            return node.subdirs
+        count = self.base.subdirs(node.tree) if node.tree is not None else 0
+        if node.persisted:
+            rows = self.db.all("SELECT d.name, n.kind FROM dirents d LEFT JOIN nodes n "
+                               "ON n.ino = d.ino WHERE d.parent = ?", (node.ino,))
+            for name, kind in rows:
+                count += kind == DIR
+                was = None
+                if node.tree is not None:
+                    try:
+                        was = self.base.lookup(node.tree, name.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        pass
+                count -= was is not None and was.kind == DIR
+        node.subdirs = count
+        return count
+
     # -- after a commit --------------------------------------------------------------
 
-    def rebase_rows(self, tx: Tx, root: Node, tree: str) -> list[int]:
+    def local_state(self) -> set[int]:
+        """The nodes whose rows a commit keeps (they hold what a bundle does not record: an
+        owner, more than one name) and the directories above them."""
+        keep = {r[0] for r in self.db.all(
+            "SELECT ino FROM nodes WHERE nlink > 0 AND ino != ? AND (uid IS NOT NULL OR "
+            "gid IS NOT NULL OR nlink > 1)", (ROOT,))}
+        todo = list(keep)
+        while todo:
+            for (parent,) in self.db.all("SELECT DISTINCT parent FROM dirents WHERE ino = ?",
+                                         (todo.pop(),)):
+                if parent != ROOT and parent not in keep:
+                    keep.add(parent)
+                    todo.append(parent)
+        return keep
+
+    def rebase_rows(self, tx: Tx, root: Node, tree: str, kept: dict[int, Entry]) -> list[int]:
         """Inside the transaction that empties the overlay onto a committed `tree`: delete
-        every row but the root's and those of files unlinked while open. Returns the
-        files whose data files must go once it is committed."""
+        every row but the root's, those of files unlinked while open, and those of the
+        nodes in `kept` (by inode, their committed entries), which now point at those
+        entries with nothing staged. Returns the files whose data files must go once it
+        is committed."""
         c = self.db.conn
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS kept (ino INTEGER PRIMARY KEY)")
+        c.execute("DELETE FROM kept")
+        c.executemany("INSERT INTO kept (ino) VALUES (?)", ((ino,) for ino in kept))
         staged = [r[0] for r in c.execute(
             "SELECT ino FROM nodes WHERE nlink > 0 AND staged = 1 AND ino != ?", (ROOT,))]
         c.execute("DELETE FROM extents WHERE ino IN "
                   "(SELECT ino FROM nodes WHERE nlink > 0 AND ino != ?)", (ROOT,))
-        c.execute("DELETE FROM nodes WHERE nlink > 0 AND ino != ?", (ROOT,))
-        c.execute("DELETE FROM dirents")
+        c.execute("DELETE FROM nodes WHERE nlink > 0 AND ino != ? AND ino NOT IN "
+                  "(SELECT ino FROM kept)", (ROOT,))
+        c.execute("DELETE FROM dirents WHERE ino IS NULL OR ino NOT IN (SELECT ino FROM kept)")
+        for ino, entry in kept.items():
+            old = self.load(ino)
+            node = self._committed(old, entry)
+            c.execute(_PUT_NODE, node.row()._asdict())
+        c.execute("DELETE FROM kept")
         tx.set(root, tree=tree)
         return staged
 
-    def rebase_nodes(self, tree: str, entries: dict[int, Entry], paths: dict[int, str]) -> None:
+    @staticmethod
+    def _committed(node: Node, entry: Entry) -> Node:
+        """A node as its committed entry, keeping what the bundle does not record."""
+        fresh = Node.of_entry(node.ino, node.parent, node.name, entry, node.ctime, node.lookups,
+                              node.opens)
+        fresh.nlink, fresh.uid, fresh.gid, fresh.atime = node.nlink, node.uid, node.gid, node.atime
+        fresh.persisted = node.persisted
+        return fresh
+
+    def rebase_nodes(self, tree: str, entries: dict[int, Entry], paths: dict[int, str],
+                     kept: dict[int, Entry]) -> None:
         """After `rebase_rows` committed: nodes the kernel knows become base nodes of their
-        committed entries (`entries` by inode, else found by their old `paths`)."""
+        committed entries (`entries` by inode, else found by their old `paths`), or, kept,
+        persisted nodes of them."""
         self._base_names.clear()
         for ino, node in list(self._nodes.items()):
             if ino == ROOT or not node.persisted:
@@ -317,22 +395,23 @@ class NodeCache:
                 continue
             if node.nlink == 0:
                 continue  # still open, still staged: its rows were kept
-            entry = entries.get(ino) or self._entry_at(tree, paths.get(ino))
+            entry = kept.get(ino) or entries.get(ino) or self.entry_at(tree, paths.get(ino))
             if entry is None:  # not in the committed tree (cannot happen): forget it
                 del self._nodes[ino]
                 continue
-            fresh = Node.of_entry(ino, node.parent, node.name, entry, node.ctime, node.lookups,
-                                  node.opens)
+            fresh = self._committed(node, entry)
+            fresh.persisted = ino in kept
             for slot in Node.__slots__:
                 setattr(node, slot, getattr(fresh, slot))
-            self._base_names[(node.parent, node.name)] = ino
+            if not node.persisted:
+                self._base_names[(node.parent, node.name)] = ino
 
     def linked_paths(self, skip: dict[int, Entry]) -> dict[int, str]:
         """The paths of the persisted, linked nodes in memory not in `skip`."""
         return {ino: self.path_of(n) for ino, n in self._nodes.items()
                 if n.persisted and n.nlink and ino != ROOT and ino not in skip}
 
-    def _entry_at(self, tree: str, path: str | None) -> Entry | None:
+    def entry_at(self, tree: str, path: str | None) -> Entry | None:
         entry = None
         for part in (path or "").split("/") if path else ():
             if tree is None:
@@ -342,49 +421,3 @@ class NodeCache:
                 return None
             tree = entry.tree
         return entry
-
-
-class Extents:
-    """The written ranges of staged files (the `extents` table)."""
-
-    def __init__(self, db: OverlayDB):
-        self.db = db
-
-    def add(self, ino: int, start: int, end: int) -> None:
-        """Record [start, end) as written, merged with what it overlaps or touches.
-        Inside a transaction."""
-        c = self.db.conn
-        row = c.execute("SELECT start, end FROM extents WHERE ino = ? AND start <= ? "
-                        "ORDER BY start DESC LIMIT 1", (ino, start)).fetchone()
-        if row is not None and row[1] >= start:
-            start, end = row[0], max(end, row[1])
-        row = c.execute("SELECT max(end) FROM extents WHERE ino = ? AND start >= ? AND start <= ?",
-                        (ino, start, end)).fetchone()
-        if row[0] is not None:
-            end = max(end, row[0])
-        c.execute("DELETE FROM extents WHERE ino = ? AND start >= ? AND start <= ?",
-                  (ino, start, end))
-        c.execute(_PUT_EXTENT, ExtentRow(ino, start, end)._asdict())
-
-    def truncate(self, ino: int, size: int) -> None:
-        """Forget written bytes at and past `size`. Inside a transaction."""
-        c = self.db.conn
-        c.execute("DELETE FROM extents WHERE ino = ? AND start >= ?", (ino, size))
-        c.execute("UPDATE extents SET end = ? WHERE ino = ? AND start < ? AND end > ?",
-                  (size, ino, size, size))
-
-    def within(self, ino: int, start: int, end: int) -> list[tuple[int, int]]:
-        """Written ranges overlapping [start, end), clipped to it."""
-        rows = []
-        first = self.db.one("SELECT start, end FROM extents WHERE ino = ? AND start <= ? "
-                            "ORDER BY start DESC LIMIT 1", (ino, start))
-        if first is not None and first[1] > start:
-            rows.append(first)
-        rows += self.db.all("SELECT start, end FROM extents WHERE ino = ? AND start > ? "
-                            "AND start < ? ORDER BY start", (ino, start, end))
-        return [(max(a, start), min(b, end)) for a, b in rows]
-
-    def span(self, ino: int) -> tuple[int, int] | None:
-        """From the first written byte to the end of the last written range."""
-        row = self.db.one("SELECT min(start), max(end) FROM extents WHERE ino = ?", (ino,))
-        return None if row[0] is None else (row[0], row[1])

@@ -10,7 +10,8 @@ kept in a directory per mount:
     data/INO        a sparse file per staged file: written ranges only (content.py)
 
 `Overlay` is what the FUSE layer (fs/writable.py) talks to. Its parts: names in
-namespace.py, content in content.py, nodes and their rows in nodes.py. Here: opening
+namespace.py, attributes in attributes.py, content in content.py, nodes and their
+rows in nodes.py. Here: opening
 and creating one, and what a commit needs (commit.py): the pending record and the
 rebase onto the committed bundle.
 
@@ -30,10 +31,12 @@ from ...core.model import Bundle, Entry
 from ...core.trees import TreeReader
 from ..base_tree import BaseTrees
 from ..vfs import ROOT, FsError
+from .attributes import Attributes
 from .content import Content, OpenReader, StagedData
 from .db import OverlayDB
 from .namespace import Namespace
-from .nodes import Extents, NodeCache, write_dirty, write_root
+from .extents import Extents
+from .nodes import NodeCache, write_dirty, write_root
 from .schema import SCHEMA_VERSION
 
 DB_NAME, DATA_DIR = "overlay.db", "data"
@@ -51,6 +54,10 @@ class OverlayInfo:
     created: float
     bundle_time: int = 0  # shown as the root directory's mtime
     uid: int = -1  # who mounted it (only they, root or the daemon's user may manage it)
+    # The owner the bundle's entries show, and what a node without one of its own shows;
+    # -1: not recorded yet (an overlay of schema 1), the mount request's then.
+    owner_uid: int = -1
+    owner_gid: int = -1
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,17 +75,19 @@ def read_info(directory: str) -> OverlayInfo:
         db.close()
 
 
-class Overlay(Namespace, Content):
+class Overlay(Namespace, Attributes, Content):
     def __init__(self, directory: str, trees: TreeReader, open_reader: OpenReader):
         self.dir = directory
         self.db = OverlayDB(os.path.join(directory, DB_NAME), write_dirty)
         self.trees = trees
         self.base = BaseTrees(trees)
         self.lock = threading.RLock()
+        self.db.migrate()  # an overlay of an older schema, written by an older datamonfs
         version = self.db.get_meta("version")
         if version != SCHEMA_VERSION:
+            self.db.close()
             raise FsError(errno.EINVAL, f"overlay {directory} has format {version!r}; this "
-                                        f"datamonfs reads format {SCHEMA_VERSION}")
+                                        f"datamonfs reads formats up to {SCHEMA_VERSION}")
         self.info = OverlayInfo(**self.db.get_meta("info"))
         self.nodes = NodeCache(self.db, self.base)  # drops the rows of files a crash left unlinked
         self.data = StagedData(os.path.join(directory, DATA_DIR), Extents(self.db), trees,
@@ -107,6 +116,19 @@ class Overlay(Namespace, Content):
             self.data.close()
             self.db.close()
 
+    @property
+    def owner(self) -> tuple[int, int]:
+        """Who the bundle's entries, and nodes without an owner of their own, belong to."""
+        return self.info.owner_uid, self.info.owner_gid
+
+    def set_owner(self, uid: int, gid: int) -> None:
+        """Record the owner the bundle's entries show (when the overlay has none yet)."""
+        with self.lock:
+            info = OverlayInfo(**{**self.info.to_json(), "owner_uid": uid, "owner_gid": gid})
+            with self.db.tx():
+                self.db.set_meta("info", info.to_json())
+            self.info = info
+
     # -- commit support --------------------------------------------------------
 
     def pending(self) -> dict | None:
@@ -122,18 +144,27 @@ class Overlay(Namespace, Content):
     def rebase(self, bundle: Bundle, entries: dict[int, Entry]) -> None:
         """After a commit: the bundle becomes the base, the overlay is emptied. Nodes the
         kernel knows become base nodes of their committed entries (`entries` by inode),
-        so open files and cached names stay valid. Unlinked open files stay staged."""
+        so open files and cached names stay valid. Unlinked open files stay staged, and
+        nodes holding what a bundle does not record (owners, several names) keep their
+        rows, now on their committed entries (docs/ARCHITECTURE.md)."""
         with self.lock:
             info = OverlayInfo(**{**self.info.to_json(), "bundle": bundle.id, "tree": bundle.tree,
                                   "bundle_time": bundle.time})
             # Nodes the kernel learnt of while the commit ran have no entry yet: by path.
             paths = self.nodes.linked_paths(entries)
+            kept = {}
+            for ino in self.nodes.local_state():
+                node = self.nodes.get(ino, keep=False)
+                entry = entries.get(ino) or self.nodes.entry_at(bundle.tree,
+                                                                self.nodes.path_of(node))
+                if entry is not None:
+                    kept[ino] = entry
             with self.db.tx() as tx:
-                staged = self.nodes.rebase_rows(tx, self.nodes.get(ROOT), bundle.tree)
+                staged = self.nodes.rebase_rows(tx, self.nodes.get(ROOT), bundle.tree, kept)
                 self.db.set_meta("info", info.to_json())
                 self.db.set_meta("pending", None)
             self.db.sync()
             self.info = info
             for ino in staged:  # rows first, then data files
                 self.data.drop(ino)
-            self.nodes.rebase_nodes(bundle.tree, entries, paths)
+            self.nodes.rebase_nodes(bundle.tree, entries, paths, kept)

@@ -3,8 +3,9 @@
 One SQLite database per writable mount, `overlay.db` beside `data/` (db.py opens
 it). This module is the reference for what it holds. An overlay outlives the
 daemon that wrote it (a newer datamonfs resumes it after an upgrade), so a change
-to a table, or to what a column means, needs a new SCHEMA_VERSION, which older
-overlays are refused by (overlay.py).
+to a table, or to what a column means, needs a new SCHEMA_VERSION and a migration
+from the one before (MIGRATIONS, applied by db.OverlayDB.migrate when an overlay
+is opened); an overlay of a newer version than this code knows is refused.
 
 No code relies on the order of columns: each table has a row type below whose
 field names are its column names, and every statement that reads or writes a
@@ -15,14 +16,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-SCHEMA_VERSION = 1  # meta 'version'
+SCHEMA_VERSION = 2  # meta 'version'
 
 SCHEMA = """
 -- Small values by key, each JSON:
 --   version  SCHEMA_VERSION of the overlay's format
 --   info     what the overlay is staged on (overlay.OverlayInfo): repo, branch,
 --            bundle and tree ("" for an empty start), mountpoint, when it was made,
---            the bundle's time (the root's mtime), the uid of who mounted it
+--            the bundle's time (the root's mtime), the uid of who mounted it, and
+--            (since schema 2) the owner its bundle's entries show
 --   pending  a commit whose chunks and trees are stored but whose bundle may not be
 --            named yet (commit.py): {id, bundle, branch, label, author}; absent
 --            otherwise
@@ -51,8 +53,18 @@ CREATE TABLE IF NOT EXISTS nodes (
     base_limit INTEGER NOT NULL DEFAULT 0,  -- files: the origin's bytes show below this
                                         -- offset (lowered by a shrinking truncate);
                                         -- unwritten bytes above it read as zeros
-    nlink INTEGER NOT NULL DEFAULT 1    -- 0: unlinked but still open; its row goes at
-                                        -- the last close, or when the overlay reopens
+    nlink INTEGER NOT NULL DEFAULT 1,   -- files and links: their names (dirents rows
+                                        -- naming this ino); 0: unlinked but still open,
+                                        -- its row goes at the last close, or when the
+                                        -- overlay reopens
+    -- Since schema 2: what a bundle does not record (docs/ARCHITECTURE.md, "What a
+    -- bundle records"); a commit keeps the rows of nodes with an owner or several names.
+    uid INTEGER,                        -- owner; NULL: the mount's (OverlayInfo.owner_uid)
+    gid INTEGER,                        -- group; NULL: the mount's (OverlayInfo.owner_gid)
+    atime INTEGER,                      -- ns; NULL: the mtime
+    xattrs TEXT                         -- the node's extended attributes, all of them, as
+                                        -- the JSON object of an entry's 7th element
+                                        -- (core.model.xattrs_to_obj); NULL: none
 );
 
 -- The names of a directory (a node with a row) that differ from its base tree; the
@@ -67,7 +79,7 @@ CREATE INDEX IF NOT EXISTS dirents_by_ino ON dirents (ino) WHERE ino IS NOT NULL
 
 -- The written byte ranges of staged files: the bytes of [start, end) are in
 -- data/INO at the same offsets. A file's ranges are disjoint and never adjacent
--- (nodes.Extents.add merges them). Bytes reach data/INO before the range that
+-- (extents.Extents.add merges them). Bytes reach data/INO before the range that
 -- shows them is recorded, so a crash leaves at worst bytes nothing shows.
 CREATE TABLE IF NOT EXISTS extents (
     ino INTEGER NOT NULL,               -- the file's node
@@ -75,6 +87,20 @@ CREATE TABLE IF NOT EXISTS extents (
     end INTEGER NOT NULL,               -- one past the last byte written
     PRIMARY KEY (ino, start)) WITHOUT ROWID;
 """
+
+
+# Statements that turn an overlay of the version given into one of the next version; run
+# in one transaction with the new version number (db.OverlayDB.migrate).
+MIGRATIONS = {
+    1: [  # schema 1 had no owners, atime or attributes, and one name per node: NULL
+          # means what schema 1 showed (the mount's owner, atime = mtime, none), and its
+          # nlink of 0 or 1 already counts the names.
+        "ALTER TABLE nodes ADD COLUMN uid INTEGER",
+        "ALTER TABLE nodes ADD COLUMN gid INTEGER",
+        "ALTER TABLE nodes ADD COLUMN atime INTEGER",
+        "ALTER TABLE nodes ADD COLUMN xattrs TEXT",
+    ],
+}
 
 
 class MetaRow(NamedTuple):
@@ -95,6 +121,10 @@ class NodeRow(NamedTuple):
     staged: int
     base_limit: int
     nlink: int
+    uid: int | None
+    gid: int | None
+    atime: int | None
+    xattrs: str | None  # JSON
 
 
 class DirentRow(NamedTuple):
