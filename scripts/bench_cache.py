@@ -78,8 +78,8 @@ def read_file(reader: CachedChunkReader, chunks, limit: int | None = None, sampl
 
 def serial_fetch(chunk_store: ChunkStore, chunks) -> float:
     start = time.perf_counter()
-    for addr, size in chunks:
-        chunk_store.read_chunk(addr, size)
+    for ref in chunks:
+        chunk_store.read_chunk(ref)
     return time.perf_counter() - start
 
 
@@ -105,9 +105,9 @@ def read_whole_chunks(reader: CachedChunkReader, chunks) -> float:
     f = FileReader(reader, chunks)
     start = time.perf_counter()
     off = 0
-    for _, size in chunks:
-        f.read(off, size)
-        off += size
+    for ref in chunks:
+        f.read(off, ref.size)
+        off += ref.size
     return time.perf_counter() - start
 
 
@@ -196,16 +196,20 @@ class SlowStore(ForwardingStore):
         time.sleep(self.LATENCY)
         return self.inner.get(key)
 
+    def get_range(self, key, start, length):
+        time.sleep(self.LATENCY)
+        return self.inner.get_range(key, start, length)
+
 
 def bench_latency(work: str, chunks, span: int, rows: list) -> None:
     """(b) one fetch at a time vs read-ahead in parallel, with 20 ms per store read."""
     store = ChunkStore(SlowStore(open_store("file://" + os.path.join(work, "store"))))
     part, total = [], 0
-    for addr, size in chunks:
+    for ref in chunks:
         if total >= span:
             break
-        part.append((addr, size))
-        total += size
+        part.append(ref)
+        total += ref.size
     os.sync()
     serial = serial_fetch(store, part)
     cache = open_cache(os.path.join(work, "slow-cache"), 4 * total + 64 * MiB)
@@ -258,16 +262,17 @@ def bench_gcs(work: str, size: int, rows: list) -> None:
         bucket = client.bucket("bench")
         os.sync()
 
-        def raw_get(addr: str) -> bytes:
-            return bucket.blob("dm/" + ChunkStore.key(addr)).download_as_bytes()
+        def raw_get(ref) -> bytes:  # a chunk's range of its pack
+            return bucket.blob("dm/" + ChunkStore.pack_key(ref.pack)).download_as_bytes(
+                start=ref.offset, end=ref.offset + ref.size - 1)
 
         start = time.perf_counter()
-        for addr, _ in chunks:
-            raw_get(addr)
+        for ref in chunks:
+            raw_get(ref)
         raw = time.perf_counter() - start
         start = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(raw_get, [addr for addr, _ in chunks]))
+            list(pool.map(raw_get, chunks))
         raw_parallel = time.perf_counter() - start
         serial = serial_fetch(repo.chunks, chunks)
         cache = open_cache(os.path.join(work, "gcache"), 2 * size + 64 * MiB)

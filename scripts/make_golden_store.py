@@ -1,21 +1,36 @@
-"""Write the golden store: a small local store in on-store format version 1 (docs/FORMAT.md).
+"""Write the golden store of format 2: the format-1 golden store, plus what today's
+writers add to it (docs/FORMAT.md §12).
 
     python scripts/make_golden_store.py [DIR]        (DIR defaults to tests/data)
 
-writes DIR/golden-store/ (the store) and DIR/golden-store.json (what a reader must find
-in it). tests/unit/test_golden_store.py reads the checked-in copy with today's code and
-builds it again with `build` to compare byte for byte, so a change of the format shows
+copies DIR/golden-store/ (format 1, written by the writers of version 1 and kept as it
+is: today's writers no longer write format 1; its bundles A, B, C and D) to
+DIR/golden-store-v2/, adds two bundles of format 2 and writes DIR/golden-store-v2.json
+(what a reader must find in it):
+- E, the head of main: a commit on bundle B, with the core's commit, that changes one
+  byte of `seventeen.bin` (its first ten chunks stay the loose chunks of format 1, the
+  re-cut rest goes into a pack: a chunk list of both kinds) and adds `packed.txt`;
+  the untouched subtrees stay the trees of format 1;
+- F, branch `packed`: bundle D's description written by today's writers, every chunk in
+  packs (several: packs are sealed at PACK_BYTES here), the 17-chunk file in a chunks
+  object with a pack table, `attrs.txt` with its extended attributes in the optional 7th
+  element of an entry of format 2; made by a command from bundle D, so its record of
+  format 2 carries provenance (`inputs`, `process`).
+tests/unit/test_golden_store.py reads both golden stores with today's code and builds
+this one again with `build` to compare byte for byte, so a change of the format shows
 up as a failing test. Run this only when the format changes on purpose (and update
 docs/FORMAT.md with it).
 
 Everything is written by the library's own writers (DirectoryBuilder, file_entry,
-ChunkStore, ObjectStore, Repository); only the clock and the random part of ref keys
-are fixed, so two runs write identical bytes. Two liberties keep the store small, both
-within what the format allows a writer (a reader accepts them, FORMAT.md says so):
+ChunkUploader, ObjectStore, Repository, core.commit); only the clocks, the random part
+of ref keys and the random pack ids are fixed, so two runs write identical bytes. Three
+liberties keep the store small, all within what the format allows a writer (a reader
+accepts them, FORMAT.md says so):
 - some files are cut by hand into chunks of a few bytes (FastCDC would keep a file under
-  256 KiB whole), so that a file of 17 chunks, one past the inline limit, has a chunks
+  16 KiB whole), so that a file of 17 chunks, one past the inline limit, has a chunks
   object;
-- the directory `names/` is paged at 3 entries a page instead of the writer's 1024.
+- the directory `names/` is paged at 3 entries a page instead of the writer's 1024;
+- packs are sealed at PACK_BYTES bytes instead of tens of MiB.
 """
 
 from __future__ import annotations
@@ -33,16 +48,21 @@ from unittest import mock
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from datamonfs.core import repository, trees  # noqa: E402
+import blake3  # noqa: E402
+
+from datamonfs.core import commit, packs, repository, trees  # noqa: E402
 from datamonfs.core.chunks import cut  # noqa: E402
 from datamonfs.core.encoding import VERSION, address  # noqa: E402
-from datamonfs.core.model import (LINK, NO_PROVENANCE, Bundle, Entry, Input,  # noqa: E402
-                                   Process, Provenance, xattrs_to_obj)
-from datamonfs.core.repository import BRANCH, LABEL, Author, Repository  # noqa: E402
+from datamonfs.core.ingest import ChunkUploader, UploadStats  # noqa: E402
+from datamonfs.core.model import (LINK, Bundle, Entry, Input, Process, Provenance,  # noqa: E402
+                                   xattrs_to_obj)
+from datamonfs.core.repository import BRANCH, Author, Repository  # noqa: E402
 from datamonfs.core.stores.local import LocalStore  # noqa: E402
 
-STORE_DIR = "golden-store"
-EXPECTED = "golden-store.json"
+V1_STORE, V1_EXPECTED = "golden-store", "golden-store.json"  # format 1: kept as they are
+STORE_DIR = "golden-store-v2"
+EXPECTED = "golden-store-v2.json"
+PACK_BYTES = 100
 REPO = "golden"
 AUTHOR = Author("Golden Tester", "golden@example.org")
 T = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z in ns: entries' mtimes are T + a few ns,
@@ -105,13 +125,6 @@ def tree_a() -> Dir:
     }, T + 12)
 
 
-def tree_c() -> Dir:
-    """A bundle made by a command from bundle A (`datamonfs run`): it records its inputs
-    and the process (command line, host, notebook, code version, description), and leaves
-    a lineage marker under bundle A."""
-    return Dir({"result.txt": File(b"made from bundle A\n", T + 30)}, T + 30)
-
-
 def tree_b() -> Dir:
     """The second bundle on main: one file changed, one added, one removed; the rest,
     subtrees included, is shared with the first."""
@@ -138,8 +151,9 @@ class _Writer:
     """Writes entries with the library's writers and notes, by path, what a reader must
     find: from the description above, plus the addresses the writers gave."""
 
-    def __init__(self, repo: Repository):
+    def __init__(self, repo: Repository, uploader: ChunkUploader):
         self.repo = repo
+        self.uploader = uploader
         self.expected: dict[str, dict] = {}
 
     def entry(self, path: str, node) -> Entry:
@@ -150,11 +164,11 @@ class _Writer:
             self._note(path, e, target=node.target)
         elif isinstance(node, File):
             pieces = node.data if isinstance(node.data, list) else list(cut(io.BytesIO(node.data)))
-            for data in pieces:
-                self.repo.chunks.put(address(data), data)
-            e = trees.file_entry(self.repo.objects, name, node.mode, node.mtime,
-                                 [(address(data), len(data)) for data in pieces], node.xattrs)
+            refs = [self.uploader.add(data) for data in pieces]
+            e = trees.file_entry(self.repo.objects, name, node.mode, node.mtime, refs,
+                                 node.xattrs)
             self._note(path, e, blake3=address(b"".join(pieces)), chunks=len(pieces),
+                       packs=len({r.pack for r in refs}),
                        **({"chunklist": e.chunklist} if e.chunklist else {}),
                        **({"xattrs": xattrs_to_obj(e.xattrs)} if e.xattrs else {}))
         else:
@@ -185,60 +199,94 @@ def _clock(when: int, rand: str):
         yield
 
 
-def build(root: str) -> dict:
-    """Write the golden store into the empty or missing directory `root`; return what a
-    reader must find in it (the content of golden-store.json)."""
+@contextmanager
+def _packs():
+    """Pack ids from a counter, packs sealed at PACK_BYTES, never by age."""
+    made = iter(range(1_000_000))
+    with mock.patch.object(packs, "new_pack_id",
+                           lambda: blake3.blake3(b"golden pack %d" % next(made)).hexdigest()), \
+            mock.patch.object(packs, "PACK_TARGET", PACK_BYTES), \
+            mock.patch.object(packs, "PACK_AGE", float("inf")):
+        yield
+
+
+SEVENTEEN_E = b"".join(TINY[:10]) + b"chunk 1X\n" + b"".join(TINY[11:])
+PACKED = b"written by format 2, in a pack\n"
+
+
+def bundle_e(repo: Repository, b: Bundle, expected_b: dict) -> tuple[Bundle, dict]:
+    """Bundle E, a commit on B: one byte of seventeen.bin changed, packed.txt added."""
+    old = repo.trees.lookup(b.tree, "seventeen.bin")
+    at = 10 * len(TINY[0]) + 7
+
+    def content(data: bytes):
+        return lambda off, n: data[off:off + n]
+
+    changes = {
+        "packed.txt": commit.NewFile(0o644, T + 30, len(PACKED), content(PACKED)),
+        "seventeen.bin": commit.NewFile(0o600, T + 30, len(SEVENTEEN_E), content(SEVENTEEN_E),
+                                        old, ((at, at + 1),)),
+    }
+    root = commit.NewDir(0o755, T + 30, b.tree, lambda: sorted(changes.items()))
+    with mock.patch.object(commit, "time", SimpleNamespace(time_ns=lambda: T + 600 * S)), \
+            _clock(T + 601 * S, "1111111111111111"):
+        result = commit.commit(repo, REPO, "main", b, root, "fifth bundle: a commit in format 2",
+                               AUTHOR)
+    entries = dict(expected_b)
+    for name, data in (("packed.txt", PACKED), ("seventeen.bin", SEVENTEEN_E)):
+        e = repo.trees.lookup(result.bundle.tree, name)
+        refs = repo.trees.chunks(e)
+        entries[name] = {"kind": "file", "mode": e.mode, "mtime": e.mtime, "size": e.size,
+                         "blake3": address(data), "chunks": len(refs),
+                         "packs": len({r.pack for r in refs if r.pack}),
+                         "loose": sum(r.pack is None for r in refs)}
+    return result.bundle, entries
+
+
+MADE_BY = Process(("python3", "clean.py", "--in", "/data/in"), "node-1")
+
+
+def build(root: str, v1: str) -> dict:
+    """Copy the format-1 golden store `v1` into the empty or missing directory `root` and
+    add the bundles of format 2; return what a reader must find in it (the content of
+    golden-store-v2.json)."""
     if os.path.exists(root) and os.listdir(root):
         raise SystemExit(f"{root} is not empty")
+    with open(os.path.join(os.path.dirname(v1), V1_EXPECTED), encoding="ascii") as f:
+        doc = json.load(f)
+    shutil.copytree(v1, root, dirs_exist_ok=True)
     store = LocalStore(root)
     repo = Repository(store)
-    doc: dict = {"format": VERSION, "repo": REPO, "bundles": {}}
-
-    def bundle(tag: str, tree: Dir, parents: tuple[str, ...], when: int, message: str,
-               made_from: Provenance = NO_PROVENANCE) -> str:
-        writer = _Writer(repo)
-        top = writer.entry("", tree)
-        b = repo.write_bundle(Bundle(REPO, top.tree, parents, message, AUTHOR.name,
-                                     AUTHOR.email, when, top.files, top.size,
-                                     made_from.inputs, made_from.process))
-        doc["bundles"][tag] = {"id": b.id, "tree": b.tree, "parents": list(parents),
-                               "time": when, "files": b.files, "bytes": b.bytes,
-                               "message": message, "entries": writer.expected,
-                               **made_from.to_obj()}
-        return b.id
-
-    with _clock(T, ""):
-        repo.create_repo(REPO, "The golden store of docs/FORMAT.md", AUTHOR)
-    a = bundle("A", tree_a(), (), T + 100 * S, "first bundle: every kind of entry")
-    with _clock(T + 101 * S, "00112233445566ff"):
-        repo.append_ref(REPO, BRANCH, "main", a, AUTHOR)
-    with _clock(T + 101 * S, "ffeeddccbbaa9988"):
-        repo.append_ref(REPO, LABEL, "v1", a, AUTHOR)
-    b = bundle("B", tree_b(), (a,), T + 200 * S,
-               "second bundle: one changed, one added, one removed")
-    with _clock(T + 201 * S, "0123456789abcdef"):
-        repo.append_ref(REPO, BRANCH, "main", b, AUTHOR)
-    with _clock(T + 300 * S, "a5a5a5a5a5a5a5a5"):
-        repo.append_ref(REPO, BRANCH, "dev", a, AUTHOR)  # as 'branch create golden:v1 dev'
-    c = bundle("C", tree_c(), (), T + 400 * S, "made by a command from bundle A",
-               Provenance((Input(REPO, a),),
-                          Process(("python3", "clean.py", "--in", "/data/in"), "node-1",
-                                  notebook="notebooks/clean.ipynb", code_version="v1.2.0-3-g4fc1a2b",
-                                  description="dropped the rows without a date\n\u00e9t\u00e9 2024")))
-    with _clock(T + 401 * S, "5a5a5a5a5a5a5a5a"):
-        repo.append_ref(REPO, BRANCH, "derived", c, AUTHOR)
-    d = bundle("D", tree_d(), (b,), T + 500 * S, "fourth bundle: a file with extended attributes")
-    with _clock(T + 501 * S, "3c3c3c3c3c3c3c3c"):
-        repo.append_ref(REPO, BRANCH, "attrs", d, AUTHOR)
+    b, d = doc["bundles"]["B"]["id"], doc["bundles"]["D"]["id"]
+    doc["format"] = VERSION
+    with _packs():
+        e, entries = bundle_e(repo, repo.get_bundle(REPO, b), doc["bundles"]["B"]["entries"])
+        doc["bundles"]["E"] = {"id": e.id, "tree": e.tree, "parents": [b], "time": e.time,
+                               "files": e.files, "bytes": e.bytes, "message": e.message,
+                               "entries": entries}
+        repo.refresh_locations()
+        uploader = ChunkUploader(repo, UploadStats())
+        writer = _Writer(repo, uploader)
+        top = writer.entry("", tree_d())
+        uploader.finish()
+    message = "sixth bundle: the fourth one's files, written in format 2 by a command"
+    made_from = Provenance((Input(REPO, d),), MADE_BY)
+    f = repo.write_bundle(Bundle(REPO, top.tree, (), message, AUTHOR.name, AUTHOR.email,
+                                 T + 700 * S, top.files, top.size, made_from.inputs,
+                                 made_from.process))
+    doc["bundles"]["F"] = {"id": f.id, "tree": f.tree, "parents": [], "time": f.time,
+                           "files": f.files, "bytes": f.bytes, "message": message,
+                           "entries": writer.expected, **made_from.to_obj()}
+    with _clock(T + 701 * S, "2222222222222222"):
+        repo.append_ref(REPO, BRANCH, "packed", f.id, AUTHOR)
     store.close()
     os.rmdir(os.path.join(root, ".tmp"))
     # Newest first; REF as the CLI takes it (label, branch, bundle id prefix).
-    doc["logs"] = {"branch/main": [b, a], "branch/dev": [a], "label/v1": [a],
-                   "branch/derived": [c], "branch/attrs": [d]}
-    doc["lineage"] = {a: [[REPO, c]]}  # what each bundle was made into (its markers, §2.3)
-    doc["refs"] = {REPO: b, f"{REPO}:main": b, f"{REPO}:dev": a, f"{REPO}:v1": a,
-                   f"{REPO}:{a[:8]}": a, f"{REPO}:{b[:8]}": b, f"{REPO}:derived": c,
-                   f"{REPO}:attrs": d, f"{REPO}:{d[:8]}": d}
+    doc["logs"]["branch/main"].insert(0, e.id)
+    doc["logs"]["branch/packed"] = [f.id]
+    doc["lineage"][d] = [[REPO, f.id]]  # F's marker under D (§5.8)
+    doc["refs"] |= {REPO: e.id, f"{REPO}:main": e.id, f"{REPO}:packed": f.id,
+                    f"{REPO}:{e.id[:8]}": e.id, f"{REPO}:{f.id[:8]}": f.id}
     return doc
 
 
@@ -253,11 +301,11 @@ def main(argv: list[str]) -> None:
     root = os.path.join(out, STORE_DIR)
     if os.path.isdir(root):
         if not set(os.listdir(root)) <= {"chunk", "meta", "repo", "bundle", "ref", "lineage",
-                                          ".tmp"}:
+                                         "pack", "packidx", ".tmp"}:
             raise SystemExit(f"{root} holds more than a store; not replacing it")
         shutil.rmtree(root)
     os.makedirs(out, exist_ok=True)
-    write_expected(build(root), os.path.join(out, EXPECTED))
+    write_expected(build(root, os.path.join(out, V1_STORE)), os.path.join(out, EXPECTED))
     print(f"wrote {root} and {os.path.join(out, EXPECTED)}")
 
 

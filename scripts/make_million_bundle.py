@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from datamonfs.core import config  # noqa: E402
-from datamonfs.core.encoding import address  # noqa: E402
+from datamonfs.core.ingest import ChunkUploader, UploadStats  # noqa: E402
 from datamonfs.core.model import Bundle  # noqa: E402
 from datamonfs.core.repository import BRANCH, LABEL, Author, Repository  # noqa: E402
 from datamonfs.core.stores import open_store  # noqa: E402
@@ -30,13 +30,11 @@ from datamonfs.errors import AlreadyExists  # noqa: E402
 SHARED = 8  # distinct chunks the files share
 
 
-def shared_chunks(repo: Repository) -> list[tuple[str, int]]:
-    chunks = []
-    for i in range(SHARED):
-        data = file_content(i)
-        addr = address(data)
-        repo.chunks.put(addr, data)
-        chunks.append((addr, len(data)))
+def shared_chunks(repo: Repository) -> list:
+    """The shared chunks, stored by the writers' own uploader (in a pack)."""
+    uploader = ChunkUploader(repo, UploadStats())
+    chunks = [uploader.add(file_content(i)) for i in range(SHARED)]
+    uploader.finish()
     return chunks
 
 

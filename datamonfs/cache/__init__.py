@@ -1,8 +1,9 @@
 """The local block cache and metadata cache, shared by every datamonfs process.
 
     blocks, meta = open_cache(cfg)              # once per process (memoized)
-    repo, reader = cached_repository(cfg)       # a Repository reading metadata through
-                                                # `meta`, and a ChunkReader through `blocks`
+    repo = open_repository(cfg)                 # a Repository reading metadata through
+                                                # `meta`, knowing the store's packs (LMDB)
+    repo, reader = cached_repository(cfg)       # that, and a ChunkReader through `blocks`
     FileReader(reader, chunks).read(offset, n)  # ranges of one file, with read-ahead
 
 Open the cache after forking, not before: an LMDB environment belongs to the
@@ -21,11 +22,13 @@ from ..core.stores import StoreSpec, open_store
 from .blocks import BlockCache, default_limit
 from .file_reader import FileReader
 from .index import CacheIndex, clear_unused
+from .locations import LmdbLocations, clear_locations
 from .meta import LmdbMetaCache
 from .reader import CachedChunkReader
 
-__all__ = ["BlockCache", "CachedChunkReader", "FileReader", "LmdbMetaCache", "cached_repository",
-           "clear_unused", "open_cache"]
+__all__ = ["BlockCache", "CachedChunkReader", "FileReader", "LmdbLocations", "LmdbMetaCache",
+           "cached_repository", "clear_locations", "clear_unused", "open_cache",
+           "open_repository"]
 
 _opened: dict[str, tuple[BlockCache, LmdbMetaCache]] = {}
 _opened_lock = threading.Lock()
@@ -44,16 +47,25 @@ def open_cache(cfg: Config) -> tuple[BlockCache, LmdbMetaCache]:
         return _opened[directory]
 
 
+def open_repository(cfg: Config, store: StoreSpec | None = None, create: bool = False
+                    ) -> Repository:
+    """A Repository of `store` (default: cfg's) reading metadata through the cache, and
+    keeping what it learns of the store's packs in it. Chunks and metadata objects are
+    named by their content, so one cache serves every store; pack locations are kept per
+    store. Only writers (`create`), or the default store, may create a local store's
+    directory."""
+    blocks, meta = open_cache(cfg)
+    opened = open_store(store or cfg.store_spec(),
+                        create=create or (store is None and cfg.store_is_default))
+    return Repository(opened, meta_cache=meta, locations=LmdbLocations(blocks.index, opened.url))
+
+
 def cached_repository(cfg: Config, store: StoreSpec | None = None, create: bool = False
                       ) -> tuple[Repository, CachedChunkReader]:
-    """A Repository of `store` (default: cfg's) reading metadata through the cache, and a
-    chunk reader through it (close the reader when done). Chunks and metadata objects
-    are named by their content, so one cache serves every store."""
-    blocks, meta = open_cache(cfg)
-    spec = store or cfg.store_spec()
-    repo = Repository(open_store(spec, create=create or (store is None and cfg.store_is_default)),
-                      meta_cache=meta)
-    return repo, CachedChunkReader(blocks, repo.chunks)
+    """open_repository, and a chunk reader through the block cache (close the reader
+    when done)."""
+    repo = open_repository(cfg, store, create)
+    return repo, CachedChunkReader(open_cache(cfg)[0], repo.chunks)
 
 
 def _close_all() -> None:

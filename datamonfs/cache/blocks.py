@@ -1,47 +1,47 @@
-"""BlockCache: chunk bytes in files under the cache directory, indexed by LMDB.
+"""BlockCache: chunk bytes in block files under the cache directory, indexed by LMDB.
 
-Inserting: the bytes go to a temp file, which is renamed to blocks/ab/ADDR.TOKEN,
-and only then is the index entry committed, so a crash never leaves an entry
-without its whole file. A file is never rewritten (each insert has a new token):
-a reader that has opened one reads it whole even if it is evicted meanwhile.
-The index keeps an xxh3-64 digest of every 16 KiB piece of a block. Every read, of a
-whole chunk or of a range, reads the pieces it touches and checks each one, so a
-block damaged at any time is dropped (and fetched again), never served, while a 4 KiB
-random read costs one 16 KiB read and hash, not the whole block's.
+Inserting: the chunks of one insert (one chunk, or a run of chunks fetched with one
+request) go to a temp file, one after another, which is renamed to blocks/ab/TOKEN,
+and only then are their index entries committed, so a crash never leaves an entry
+without its whole file. A file is never rewritten (each insert has a new token): a
+reader that has opened one reads it whole even if it is evicted meanwhile. Grouping a
+run's chunks in one file keeps small chunks cheap: creating a file cost 90-370 us here,
+a run of 64 KiB chunks in one file costs that once.
 
-Recency: a hit notes the time in memory. The notes, and the hit/miss counters,
-reach LMDB in one write transaction with the next insert, or at most once per
-FLUSH_INTERVAL, so hits do not queue on LMDB's single writer.
+The index keeps, per chunk, where it is in its file and an xxh3-64 digest of every
+16 KiB piece of it. Every read, of a whole chunk or of a range, reads the pieces it
+touches and checks each one, so a damaged file is dropped (and its chunks fetched
+again), never served, while a 4 KiB random read costs one 16 KiB read and hash.
 
-Eviction: the inserting process drops least recently used entries in the same
-transaction until the total is within the limit, and unlinks their files after
-the commit. Readers never wait for it (LMDB readers do not block on writers).
-Commits are not synced one by one: see CacheIndex.
+Recency and eviction work on files: a hit notes the time of its file in memory; the
+notes, and the hit/miss counters, reach LMDB in one write transaction with the next
+insert, or at most once per FLUSH_INTERVAL, so hits do not queue on LMDB's single
+writer. The inserting process drops the least recently used files, with their chunks'
+entries, in the same transaction until the total is within the limit, and unlinks
+them after the commit. Readers never wait for it (LMDB readers do not block on
+writers). Commits are not synced one by one: see CacheIndex. Fetching what is missing,
+once across threads and processes: fetch.py.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import tempfile
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from typing import Sequence
 
 import lmdb
 
-from ..core.chunks import MAX_CHUNK
+from ..core.chunks import LARGEST_CHUNK
 from ..core.config import check_cache_size
-from ..core.stores.base import time_left
-from ..errors import IntegrityError, StoreUnavailable
-from .index import PIECE, CacheIndex, Record, log, lru_key, piece_digests, unlink_quietly
+from ..errors import IntegrityError
+from .index import (PIECE, CacheIndex, FileRecord, Record, log, lru_key, piece_digests,
+                    unlink_quietly)
 
 FLUSH_INTERVAL = 1.0  # seconds between recency/counter writes while only hits happen
 DEFAULT_LIMIT = 10 << 30
 FREE_SHARE = 0.2  # of the space available to the cache, by default
-FETCH_WAIT = 60.0  # longest wait for another fetch of the same chunk (or the store deadline)
 
 
 def default_limit(index: CacheIndex) -> int:
@@ -53,7 +53,7 @@ def default_limit(index: CacheIndex) -> int:
         used = index.counter(txn, b"size")
     st = os.statvfs(index.directory)
     room = (st.f_bavail * st.f_frsize + used) * FREE_SHARE
-    return max(MAX_CHUNK, min(DEFAULT_LIMIT, int(room)))
+    return max(LARGEST_CHUNK, min(DEFAULT_LIMIT, int(room)))
 
 
 class BlockCache:
@@ -63,11 +63,10 @@ class BlockCache:
         self.index = index
         self.limit = check_cache_size(limit, "cache limit")
         self._lock = threading.Lock()
-        self._touched: dict[bytes, int] = {}
+        self._touched: dict[bytes, int] = {}  # file token -> last use
         self._counts: Counter[str] = Counter()
         self._flush_lock = threading.Lock()
         self._next_flush = time.monotonic() + FLUSH_INTERVAL
-        self._fetching: dict[str, _Flight] = {}  # addr -> the load under way
 
     # -- reading -------------------------------------------------------------
 
@@ -90,6 +89,57 @@ class BlockCache:
         self._count("hits" if data is not None else "misses")
         return data
 
+    def get_many(self, refs: Sequence[tuple[str, int]]) -> list[bytes | None]:
+        """get() of each (address, listed size), with one index transaction, and one read
+        for neighbouring chunks of one block file (a run fetched together is read together)."""
+        env = self.index.env
+        if env is None:
+            self._count("misses", len(refs))
+            return [None] * len(refs)
+        with env.begin(db=self.index.blocks_db) as txn:
+            raws = [txn.get(addr.encode()) for addr, _ in refs]
+        out: list[bytes | None] = [None] * len(refs)
+        group: list[tuple[int, Record]] = []  # neighbours in one file: (position, record)
+        for i, ((addr, size), raw) in enumerate(zip(refs, raws)):
+            rec = Record.unpack(raw) if raw else None
+            if rec is not None and rec.size != size:
+                raise IntegrityError(f"chunk {addr} has {rec.size} bytes, not the {size} its "
+                                     "file lists")
+            if rec is None or not group or rec.token != group[-1][1].token or \
+                    rec.offset != group[-1][1].offset + group[-1][1].size:
+                self._read_group(refs, raws, group, out)
+                group = []
+            if rec is not None:
+                group.append((i, rec))
+            elif raw is not None:
+                self._drop(refs[i][0].encode(), raw)
+        self._read_group(refs, raws, group, out)
+        hits = sum(data is not None for data in out)
+        self._count("hits", hits)
+        self._count("misses", len(refs) - hits)
+        return out
+
+    def _read_group(self, refs, raws, group: list[tuple[int, Record]], out: list) -> None:
+        if not group:
+            return
+        first, last = group[0][1], group[-1][1]
+        token = first.token
+        data = _pread(self.index.files.block_path(token), first.offset,
+                      last.offset + last.size - first.offset)
+        view = memoryview(data or b"")
+        for i, rec in group:
+            piece = view[rec.offset - first.offset:rec.offset - first.offset + rec.size]
+            if len(piece) == rec.size and piece_digests(piece) == rec.digests:
+                out[i] = bytes(piece)
+            else:
+                if data is not None:
+                    log.warning("cached block %s is corrupt (size or checksum mismatch); "
+                                "dropped it, its chunks will be fetched again",
+                                self.index.files.block_path(token))
+                self._drop(refs[i][0].encode(), raws[i])
+                return  # the rest of the file went with it
+        self._touch(token)
+
     def _read(self, addr: str, start: int, end: int | None, size: int | None) -> bytes | None:
         key = addr.encode()
         raw = self._entry(key)
@@ -104,36 +154,36 @@ class BlockCache:
             end = rec.size if end is None else end
             if not 0 <= start <= end <= rec.size:
                 raise ValueError(f"range [{start}, {end}) is outside chunk {addr}")
-            data = self._read_pieces(addr, rec, start, end)
+            data = self._read_pieces(rec, start, end)
         if data is None:
             self._drop(key, raw)
             return None
-        self._touch(key)
+        self._touch(rec.token)
         return data
 
-    def _read_pieces(self, addr: str, rec: Record, start: int, end: int) -> bytes | None:
-        """Bytes [start, end) of a block file, read by whole pieces and checked; None
-        when the file is gone (evicted since the lookup) or damaged."""
+    def _read_pieces(self, rec: Record, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of a chunk, read from its file by whole pieces and checked;
+        None when the file is gone (evicted since the lookup) or damaged."""
         if start == end:
             return b""
         first, last = start // PIECE, (end - 1) // PIECE
         offset = first * PIECE
         length = min((last + 1) * PIECE, rec.size) - offset
-        path = self.index.files.block_path(addr, rec)
-        data = _pread(path, offset, length)
+        path = self.index.files.block_path(rec.token)
+        data = _pread(path, rec.offset + offset, length)
         if data is None:
             return None
         if len(data) != length or piece_digests(data) != rec.digests[8 * first:8 * (last + 1)]:
             log.warning("cached block %s is corrupt (size or checksum mismatch); dropped it, "
-                        "it will be fetched again", path)
+                        "its chunks will be fetched again", path)
             return None
         if (start, end) == (offset, offset + length):
             return data
         return data[start - offset:end - offset]
 
-    def _touch(self, key: bytes) -> None:
+    def _touch(self, token: bytes) -> None:
         with self._lock:
-            self._touched[key] = time.time_ns()
+            self._touched[token] = time.time_ns()
         if time.monotonic() >= self._next_flush:
             self._flush()
 
@@ -141,18 +191,18 @@ class BlockCache:
         return self._entry(addr.encode()) is not None
 
     def preload(self, addr: str) -> bool:
-        """True when the chunk is cached; then the kernel is asked to start reading its
-        file, so that a sequential reader finds the next blocks in memory, not on disk."""
+        """True when the chunk is cached; then the kernel is asked to start reading it, so
+        that a sequential reader finds the next chunks in memory, not on disk."""
         raw = self._entry(addr.encode())
         rec = Record.unpack(raw) if raw else None
         if rec is None:
             return False
         try:
-            fd = os.open(self.index.files.block_path(addr, rec), os.O_RDONLY)
+            fd = os.open(self.index.files.block_path(rec.token), os.O_RDONLY)
         except OSError:
             return True  # evicted meanwhile: the read will miss and fetch it
         try:
-            os.posix_fadvise(fd, 0, rec.size, os.POSIX_FADV_WILLNEED)
+            os.posix_fadvise(fd, rec.offset, rec.size, os.POSIX_FADV_WILLNEED)
         finally:
             os.close(fd)
         return True
@@ -165,60 +215,98 @@ class BlockCache:
             return txn.get(key)
 
     def _drop(self, key: bytes, raw: bytes) -> None:
-        """Remove an entry that failed to read, unless another process replaced it."""
+        """Remove an entry that failed to read, with the rest of its file (damaged or gone),
+        unless another process replaced the entry."""
         rec = Record.unpack(raw)
+        stale = []
         try:
             with self.index.env.begin(write=True) as txn:
                 if txn.get(key, db=self.index.blocks_db) != raw:
                     return
                 txn.delete(key, db=self.index.blocks_db)
                 if rec:
-                    txn.delete(lru_key(rec.used, key), db=self.index.lru_db)
-                    self.index.add_counter(txn, b"size", -rec.size)
+                    stale = self._remove_file(txn, rec.token)
         except lmdb.Error as e:
             self.index.unwritable(e)
             return
-        if rec:
-            unlink_quietly(self.index.files.block_path(key.decode(), rec))
+        for path in stale:
+            unlink_quietly(path)
+
+    def _remove_file(self, txn: lmdb.Transaction, token: bytes) -> list[str]:
+        """Drop a block file's entry and its chunks' (in `txn`); the path to unlink after
+        the commit, if it had an entry."""
+        raw = txn.pop(token, db=self.index.files_db)
+        frec = FileRecord.unpack(raw) if raw else None
+        if frec is None:
+            return []
+        txn.delete(lru_key(frec.used, token), db=self.index.lru_db)
+        for key in frec.keys():
+            rec = Record.unpack(txn.get(key, b"", db=self.index.blocks_db))
+            if rec is not None and rec.token == token:
+                txn.delete(key, db=self.index.blocks_db)
+        self.index.add_counter(txn, b"size", -frec.bytes)
+        return [self.index.files.block_path(token)]
 
     # -- writing -------------------------------------------------------------
 
     def put(self, addr: str, data: bytes) -> None:
-        """Cache a chunk whose bytes the caller has verified against `addr`.
+        """Cache a chunk whose bytes the caller has verified against `addr`."""
+        self.put_many([(addr, data)])
 
-        Counted in bytes_fetched. On a full disk the chunk is simply not cached."""
-        self._count("bytes_fetched", len(data))
-        if self.index.env is None or len(data) > self.limit or self.contains(addr):
+    def put_many(self, chunks: Sequence[tuple[str, bytes]]) -> None:
+        """Cache chunks the caller has verified, in one block file (those cached already
+        are left out). Counted in bytes_fetched. On a full disk nothing is cached."""
+        self._count("bytes_fetched", sum(len(data) for _, data in chunks))
+        if self.index.env is None:
             return
-        rec = Record(len(data), time.time_ns(), os.urandom(8), piece_digests(data))
-        path = self.index.files.block_path(addr, rec)
+        new: dict[str, bytes] = {}
+        with self.index.env.begin(db=self.index.blocks_db) as txn:
+            for addr, data in chunks:
+                if addr not in new and txn.get(addr.encode()) is None:
+                    new[addr] = data
+        total = sum(len(data) for data in new.values())
+        if not new or total > self.limit:
+            return
+        token = os.urandom(8)
+        path = self.index.files.block_path(token)
         try:
-            self._write_file(path, data)
+            self._write_file(path, list(new.values()))
         except OSError as e:
             self.index.unwritable(e)
             return
-        key = addr.encode()
-        stale = [path]  # unless its entry is committed below
+        records, offset = [], 0
+        for addr, data in new.items():
+            records.append((addr.encode(), Record(len(data), offset, token, piece_digests(data))))
+            offset += len(data)
+        now = time.time_ns()
+        stale = [path]  # unless an entry is committed below
         try:
             with self.index.env.begin(write=True) as txn:
                 self._flush_into(txn)
-                if txn.get(key, db=self.index.blocks_db) is None:  # else another process won
-                    txn.put(key, rec.pack(), db=self.index.blocks_db)
-                    txn.put(lru_key(rec.used, key), b"", db=self.index.lru_db)
-                    stale = self._evict(txn, self.index.counter(txn, b"size") + rec.size)
+                indexed = []
+                for key, rec in records:
+                    if txn.get(key, db=self.index.blocks_db) is None:  # else another process won
+                        txn.put(key, rec.pack(), db=self.index.blocks_db)
+                        indexed.append(bytes.fromhex(key.decode()))
+                if indexed:
+                    frec = FileRecord(total, now, b"".join(indexed))
+                    txn.put(token, frec.pack(), db=self.index.files_db)
+                    txn.put(lru_key(now, token), b"", db=self.index.lru_db)
+                    stale = self._evict(txn, self.index.counter(txn, b"size") + total)
         except lmdb.Error as e:
             self.index.unwritable(e)
             stale = [path]
         for p in stale:
             unlink_quietly(p)
 
-    def _write_file(self, path: str, data: bytes) -> None:
+    def _write_file(self, path: str, parts: list[bytes]) -> None:
         # No fsync: a machine crash discards the whole cache (see CacheIndex), and a
         # block damaged otherwise fails its size or digest check and is fetched again.
-        fd, tmp = tempfile.mkstemp(dir=self.index.files.tmp_dir)
+        tmp = os.path.join(self.index.files.tmp_dir, os.path.basename(path))
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                for data in parts:
+                    f.write(data)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             os.rename(tmp, path)
         except BaseException:
@@ -226,20 +314,21 @@ class BlockCache:
             raise
 
     def _evict(self, txn: lmdb.Transaction, size: int) -> list[str]:
-        """Drop least recently used entries until `size` fits; their file paths."""
+        """Drop least recently used files until `size` fits; their paths."""
         stale = []
         cursor = txn.cursor(db=self.index.lru_db)
         cursor.first()
         while size > self.limit and cursor.key():
             lkey = cursor.key()
-            key = lkey[8:]
-            cursor.delete()  # moves to the next key
-            rec = Record.unpack(txn.get(key, b"", db=self.index.blocks_db))
-            if rec is None or rec.used != int.from_bytes(lkey[:8], "big"):
-                continue  # a stale recency key
-            txn.delete(key, db=self.index.blocks_db)
-            size -= rec.size
-            stale.append(self.index.files.block_path(key.decode(), rec))
+            token = lkey[8:]
+            raw = txn.get(token, db=self.index.files_db)
+            frec = FileRecord.unpack(raw) if raw else None
+            if frec is None or frec.used != int.from_bytes(lkey[:8], "big"):
+                cursor.delete()  # a stale recency key; moves to the next key
+                continue
+            size -= frec.bytes
+            stale += self._remove_file(txn, token)  # deletes lkey too
+            cursor.set_range(b"")
         self.index.set_counter(txn, b"size", size)
         return stale
 
@@ -266,85 +355,24 @@ class BlockCache:
             touched, self._touched = self._touched, {}
             counts, self._counts = self._counts, Counter()
             self._next_flush = time.monotonic() + FLUSH_INTERVAL
-        for key, when in touched.items():
-            raw = txn.get(key, db=self.index.blocks_db)
-            rec = Record.unpack(raw) if raw else None
-            if rec is None or rec.used >= when:
+        for token, when in touched.items():
+            raw = txn.get(token, db=self.index.files_db)
+            frec = FileRecord.unpack(raw) if raw else None
+            if frec is None or frec.used >= when:
                 continue
-            txn.delete(lru_key(rec.used, key), db=self.index.lru_db)
-            txn.put(lru_key(when, key), b"", db=self.index.lru_db)
-            txn.put(key, rec._replace(used=when).pack(), db=self.index.blocks_db)
+            txn.delete(lru_key(frec.used, token), db=self.index.lru_db)
+            txn.put(lru_key(when, token), b"", db=self.index.lru_db)
+            txn.put(token, frec._replace(used=when).pack(), db=self.index.files_db)
         for name, n in counts.items():
             self.index.add_counter(txn, name.encode(), n)
-
-    # -- single flight -------------------------------------------------------
-
-    def fetch(self, addr: str, size: int, load: Callable[[], bytes]) -> bytes:
-        """The chunk's bytes: from the cache, else from `load()` (verified by the caller's
-        source) and cached. Threads of this process that ask for one chunk at once share
-        one load and its outcome, a failure too (a store that hangs is waited for once,
-        not once per reader); another process fetching it is waited for (a byte-range
-        lock on fetch.lock at an offset derived from the address), as long as the
-        store deadline allows (core.stores.base.deadline)."""
-        with self._lock:
-            flight = self._fetching.get(addr)
-            leader = flight is None
-            if leader:
-                flight = self._fetching[addr] = _Flight()
-        if not leader:
-            if not flight.done.wait(max(time_left(FETCH_WAIT), 0)):
-                raise StoreUnavailable(f"gave up waiting for chunk {addr} from the store")
-            if flight.error is not None:
-                raise flight.error
-            return flight.data
-        try:
-            flight.data = self._fetch_locked(addr, size, load)
-            return flight.data
-        except BaseException as e:
-            flight.error = e
-            raise
-        finally:
-            with self._lock:
-                del self._fetching[addr]
-            flight.done.set()
-
-    def _fetch_locked(self, addr: str, size: int, load: Callable[[], bytes]) -> bytes:
-        offset = int(addr[:15], 16)
-        held = self._lock_range(offset)
-        try:
-            data = self.peek(addr, size)  # fetched by another process meanwhile?
-            if data is None:
-                data = load()
-                self.put(addr, data)
-            return data
-        finally:
-            if held:
-                fcntl.lockf(self.index.fetch_fd, fcntl.LOCK_UN, 1, offset)
-
-    def _lock_range(self, offset: int) -> bool:
-        # POSIX record locks belong to the process, not the thread: the single flight
-        # above keeps two threads from sharing one range.
-        if self.index.fetch_fd < 0:
-            return False
-        deadline = time.monotonic() + time_left(FETCH_WAIT)
-        pause = 0.001
-        while True:
-            try:
-                fcntl.lockf(self.index.fetch_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
-                return True
-            except OSError as e:
-                if e.errno not in (errno.EACCES, errno.EAGAIN) or time.monotonic() > deadline:
-                    return False  # best effort: fetch without it
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
 
     # -- status --------------------------------------------------------------
 
     def stats(self) -> dict:
-        """size (bytes of blocks), limit, entries, hits, misses, bytes_fetched (bytes
-        fetched from the store into the cache), meta_entries, meta_bytes: totals of
-        every process since the last clear. `available` is False when the cache
-        directory cannot be used (then the counts are this process's only)."""
+        """size (bytes of block files), limit, entries (chunks), hits, misses,
+        bytes_fetched (bytes fetched from the store into the cache), meta_entries,
+        meta_bytes: totals of every process since the last clear. `available` is False
+        when the cache directory cannot be used (then the counts are this process's only)."""
         with self._lock:
             pending = Counter(self._counts)
         doc = {"directory": self.index.directory, "available": self.index.available,
@@ -370,31 +398,18 @@ class BlockCache:
         if env is None:
             return
         with env.begin(write=True) as txn:
-            entries = list(txn.cursor(db=self.index.blocks_db))
-            txn.drop(self.index.blocks_db, delete=False)
-            txn.drop(self.index.lru_db, delete=False)
+            tokens = [token for token, _ in txn.cursor(db=self.index.files_db)]
+            for db in (self.index.blocks_db, self.index.files_db, self.index.lru_db):
+                txn.drop(db, delete=False)
             for name in (b"size", b"hits", b"misses", b"bytes_fetched"):
                 self.index.set_counter(txn, name, 0)
-        for key, raw in entries:
-            rec = Record.unpack(raw)
-            if rec:
-                unlink_quietly(self.index.files.block_path(key.decode(), rec))
+        for token in tokens:
+            unlink_quietly(self.index.files.block_path(token))
 
     def close(self) -> None:
         """Write what is pending (recency, counters)."""
         if self.index.env is not None and (self._touched or self._counts):
             self._flush()
-
-
-class _Flight:
-    """One load of a chunk, and its outcome for everyone who waited for it."""
-
-    __slots__ = ("done", "data", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.data: bytes | None = None
-        self.error: BaseException | None = None
 
 
 def _pread(path: str, offset: int, length: int) -> bytes | None:
@@ -406,5 +421,3 @@ def _pread(path: str, offset: int, length: int) -> bytes | None:
         return os.pread(fd, length, offset)
     finally:
         os.close(fd)
-
-

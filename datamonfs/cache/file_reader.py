@@ -1,11 +1,12 @@
 """FileReader: byte ranges of one file, assembled from its chunks, with read-ahead.
 
 Sequential access (each read starting about where the last one ended) doubles a
-read-ahead window, up to MAX_WINDOW chunks past the one being read; a seek
-resets it. Each chunk beyond the window's old edge is handed to the reader's
-`prefetch` once (which fetches it into the cache, or, when it is cached, has the
-kernel read its file ahead). The last whole chunks read are kept; a read of part of
-a chunk that is not kept reads just that part from the cache.
+read-ahead window, from FIRST_AHEAD up to MAX_AHEAD bytes past the read; a seek
+resets it. The chunks beyond the window's old edge are handed to the reader's
+`prefetch` once (which fetches them into the cache in runs, or, when they are cached,
+has the kernel read them ahead). The whole chunks a read covers are read together
+(their misses fetched in runs) and the last ones kept; a read of part of a chunk that
+is not kept reads just that part from the cache.
 """
 
 from __future__ import annotations
@@ -14,24 +15,27 @@ import bisect
 import itertools
 import threading
 
+from ..core.chunks import MAX_CHUNK, ChunkRef, MiB
 from .reader import CachedChunkReader
 
-MAX_WINDOW = 16  # chunks, about 20 MiB
-SEQUENTIAL_SLACK = 1 << 20  # the kernel may deliver the pieces of a sequential read out of order
-KEEP_CHUNKS = 2
+FIRST_AHEAD = 1 * MiB
+MAX_AHEAD = 16 * MiB
+SEQUENTIAL_SLACK = 1 * MiB  # the kernel may deliver the pieces of a sequential read out of order
+KEEP_BYTES = 3 * MiB  # whole chunks kept for the reads of their parts that follow
+SMALL_CHUNK = MAX_CHUNK  # a chunk of format 2: cheap to read whole
 
 
 class FileReader:
     """One per open file; thread-safe."""
 
-    def __init__(self, reader: CachedChunkReader, chunks: list[tuple[str, int]]):
+    def __init__(self, reader: CachedChunkReader, chunks: list[ChunkRef]):
         self.reader = reader
         self.chunks = list(chunks)
-        self._starts = [0, *itertools.accumulate(size for _, size in self.chunks)]
+        self._starts = [0, *itertools.accumulate(c.size for c in self.chunks)]
         self.size = self._starts[-1]
         self._lock = threading.Lock()
         self._next = 0  # where a sequential read would start
-        self._window = 0
+        self._window = 0  # bytes
         self._ahead = -1  # last chunk handed to prefetch
         self._kept: dict[int, bytes] = {}  # chunk index -> bytes, oldest first
 
@@ -42,38 +46,49 @@ class FileReader:
         first = bisect.bisect_right(self._starts, offset) - 1
         last = bisect.bisect_right(self._starts, end - 1) - 1
         self.reader.prefetch(self._read_ahead(offset, end, last))
-        if first == last:  # a slice of one chunk, or the chunk itself (no copy)
-            start = self._starts[first]
-            return self._piece(first, offset - start, end - start)
+        with self._lock:
+            kept = {i: self._kept[i] for i in range(first, last + 1) if i in self._kept}
+        # Read whole, in one batch: the chunks the read covers, and the small ones it
+        # crosses into (their rest is what a sequential reader asks for next).
+        whole = [i for i in range(first, last + 1) if i not in kept and (
+            offset <= self._starts[i] and self._starts[i + 1] <= end
+            or first != last and self.chunks[i].size <= SMALL_CHUNK)]
+        if whole:
+            got = self.reader.read_chunks([self.chunks[i] for i in whole])
+            kept.update(zip(whole, got))
+            self._keep(zip(whole, got))
         pieces = []
         for i in range(first, last + 1):
             start = self._starts[i]
-            pieces.append(self._piece(i, max(offset - start, 0), min(end, self._starts[i + 1]) - start))
-        return b"".join(pieces)
+            a, b = max(offset - start, 0), min(end, self._starts[i + 1]) - start
+            data = kept.get(i)
+            if data is None:  # part of a chunk not kept: just that part, from the cache
+                pieces.append(self.reader.read_range(self.chunks[i], a, b))
+            else:
+                pieces.append(data if (a, b) == (0, len(data)) else data[a:b])
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
-    def _piece(self, i: int, start: int, end: int) -> bytes:
-        """Bytes [start, end) of chunk i: from the kept chunks, the whole chunk (then
-        kept), or just the range read from the cache."""
+    def _keep(self, items) -> None:
         with self._lock:
-            data = self._kept.get(i)
-        if data is not None:
-            return data[start:end]
-        addr, size = self.chunks[i]
-        if (start, end) == (0, size):
-            return self._chunk(i)
-        return self.reader.read_range(addr, size, start, end)
+            for i, data in items:
+                self._kept[i] = data
+            total = sum(map(len, self._kept.values()))
+            while total > KEEP_BYTES and len(self._kept) > 1:
+                total -= len(self._kept.pop(next(iter(self._kept))))
 
-    def _read_ahead(self, offset: int, end: int, last: int) -> list[tuple[str, int]]:
+    def _read_ahead(self, offset: int, end: int, last: int) -> list[ChunkRef]:
         """Chunks to prefetch after this read; updates the sequential state."""
         with self._lock:
             if abs(offset - self._next) <= SEQUENTIAL_SLACK:
-                self._window = min(max(1, 2 * self._window), MAX_WINDOW)
+                self._window = min(max(FIRST_AHEAD, 2 * self._window), MAX_AHEAD)
             else:
                 self._window = 0
                 self._ahead = last
             self._next = end
             start = max(self._ahead, last) + 1
-            stop = min(last + 1 + self._window, len(self.chunks))
+            stop = bisect.bisect_left(self._starts, self._starts[last + 1] + self._window,
+                                      lo=last + 1)
+            stop = min(stop, len(self.chunks))
             if stop <= start:
                 return []
             self._ahead = stop - 1
@@ -83,15 +98,3 @@ class FileReader:
         """Let go of the chunks kept in memory."""
         with self._lock:
             self._kept.clear()
-
-    def _chunk(self, i: int) -> bytes:
-        with self._lock:
-            data = self._kept.get(i)
-        if data is None:
-            addr, size = self.chunks[i]
-            data = self.reader.read_range(addr, size, 0, size)
-            with self._lock:
-                self._kept[i] = data
-                while len(self._kept) > KEEP_CHUNKS:
-                    del self._kept[next(iter(self._kept))]
-        return data

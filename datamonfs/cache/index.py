@@ -1,9 +1,12 @@
 """The cache directory: its files, its LMDB index, and the locks processes share.
 
-    DIR/index/       LMDB environment: databases blocks, lru, meta, state; and the file
-                     `unsynced` while commits may not be on disk yet (see below)
-    DIR/blocks/ab/   chunk files named ADDR.TOKEN, a fresh token per insert, never rewritten
-    DIR/tmp/         chunk files being written; renamed into blocks/ once complete
+    DIR/index/       LMDB environment: databases blocks, files, lru, meta, state, packs,
+                     chunkloc; and the file `unsynced` while commits may not be on disk
+                     yet (see below)
+    DIR/blocks/ab/   block files named TOKEN (16 hex digits, ab its first two), a fresh
+                     token per insert, never rewritten: each holds the chunks of one
+                     insert (a chunk, or a run fetched with one request) one after another
+    DIR/tmp/         block files being written; renamed into blocks/ once complete
     DIR/open.lock    flock, exclusive while a process opens the cache (and maybe repairs it)
     DIR/users.lock   flock, shared by every process that has the cache open
     DIR/fetch.lock   byte-range locks: one fetch of a chunk at a time across processes
@@ -33,8 +36,8 @@ from ..errors import ConfigError
 
 log = logging.getLogger("datamonfs.cache")
 
-FORMAT = b"datamonfs-cache/2"
-DBS = (b"blocks", b"lru", b"meta", b"state")
+FORMAT = b"datamonfs-cache/3"
+DBS = (b"blocks", b"files", b"lru", b"meta", b"state", b"packs", b"chunkloc")
 MAP_SIZE = 1 << 36  # reserved address space; the file grows only with use
 # LMDB maps lock.mdb and writes through the map: on a full disk, touching a hole
 # in it is SIGBUS. Allocating it up front turns that into ENOSPC at open. Its
@@ -42,31 +45,54 @@ MAP_SIZE = 1 << 36  # reserved address space; the file grows only with use
 LOCK_FILE_SIZE = 1 << 17
 
 _RECORD = struct.Struct("<QQ8s")
+_FILE = struct.Struct("<QQ")
 PIECE = 16 << 10  # bytes checked by one digest: what a ranged read reads at least
 
 
 class Record(NamedTuple):
-    """An index entry: blocks[ADDR] -> size, last use (ns), file token, and an xxh3-64
-    digest of each PIECE of the block, so a read of any range checks what it reads."""
+    """A chunk's entry: blocks[ADDR] -> size, where it starts in its block file, the file's
+    token, and an xxh3-64 digest of each PIECE of the chunk, so a read of any range
+    checks what it reads."""
 
     size: int
-    used: int
+    offset: int
     token: bytes
     digests: bytes  # 8 bytes per piece
 
     def pack(self) -> bytes:
-        return _RECORD.pack(self.size, self.used, self.token) + self.digests
+        return _RECORD.pack(self.size, self.offset, self.token) + self.digests
 
     @classmethod
     def unpack(cls, raw: bytes) -> Record | None:
         if len(raw) < _RECORD.size:
             return None
-        size, used, token = _RECORD.unpack_from(raw)
+        size, offset, token = _RECORD.unpack_from(raw)
         digests = raw[_RECORD.size:]
-        return cls(size, used, token, digests) if len(digests) == 8 * pieces(size) else None
+        return cls(size, offset, token, digests) if len(digests) == 8 * pieces(size) else None
 
-    def name(self, addr: str) -> str:
-        return f"{addr}.{self.token.hex()}"
+
+class FileRecord(NamedTuple):
+    """A block file's entry: files[TOKEN] -> its bytes, its last use (ns; the unit of
+    recency and eviction is the file), and the addresses (32 bytes each) of the chunks
+    indexed in it."""
+
+    bytes: int
+    used: int
+    addrs: bytes
+
+    def pack(self) -> bytes:
+        return _FILE.pack(self.bytes, self.used) + self.addrs
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> FileRecord | None:
+        if len(raw) < _FILE.size or (len(raw) - _FILE.size) % 32:
+            return None
+        size, used = _FILE.unpack_from(raw)
+        return cls(size, used, raw[_FILE.size:])
+
+    def keys(self) -> list[bytes]:
+        """The blocks keys of its chunks."""
+        return [self.addrs[i:i + 32].hex().encode() for i in range(0, len(self.addrs), 32)]
 
 
 def pieces(size: int) -> int:
@@ -78,8 +104,8 @@ def piece_digests(data) -> bytes:
     return b"".join(xxhash.xxh3_64_digest(view[o:o + PIECE]) for o in range(0, len(view), PIECE))
 
 
-def lru_key(used: int, addr: bytes) -> bytes:
-    return used.to_bytes(8, "big") + addr
+def lru_key(used: int, token: bytes) -> bytes:
+    return used.to_bytes(8, "big") + token
 
 
 @dataclass(frozen=True)
@@ -106,8 +132,9 @@ class CacheFiles:
     def tmp_dir(self) -> str:
         return self.path("tmp")
 
-    def block_path(self, addr: str, rec: Record) -> str:
-        return os.path.join(self.blocks_dir, addr[:2], rec.name(addr))
+    def block_path(self, token: bytes) -> str:
+        name = token.hex()
+        return os.path.join(self.blocks_dir, name[:2], name)
 
     def lock(self, name: str) -> int:
         return os.open(self.path(name), os.O_RDWR | os.O_CREAT, 0o600)
@@ -254,16 +281,17 @@ class CacheIndex:
         try:
             dbs = [env.open_db(name) for name in DBS]
             with env.begin(write=True) as txn:
-                marker = txn.get(b"format", db=dbs[3])
+                marker = txn.get(b"format", db=dbs[4])
                 if marker is None and not names:
-                    txn.put(b"format", FORMAT, db=dbs[3])
+                    txn.put(b"format", FORMAT, db=dbs[4])
                 elif marker != FORMAT:
                     raise _Corrupt(f"unknown format {marker!r}")
         except (lmdb.IncompatibleError, lmdb.CorruptedError) as e:
             raise _Corrupt(str(e)) from None
         except lmdb.Error as e:
             raise CacheUnavailable(f"cannot write cache index in {self.files.index_dir}: {e}") from None
-        self.blocks_db, self.lru_db, self.meta_db, self.state_db = dbs
+        (self.blocks_db, self.files_db, self.lru_db, self.meta_db, self.state_db,
+         self.packs_db, self.chunkloc_db) = dbs
 
     def counter(self, txn: lmdb.Transaction, name: bytes) -> int:
         raw = txn.get(name, db=self.state_db)

@@ -20,13 +20,13 @@ def presence(repo: Repository, blocks: BlockCache, bundle: Bundle) -> dict:
     seen: set[str] = set()
     total = cached = 0
     for _, entry in files(repo, bundle):
-        for addr, size in repo.trees.chunks(entry):
-            if addr in seen:
+        for ref in repo.trees.chunks(entry):
+            if ref.addr in seen:
                 continue
-            seen.add(addr)
-            total += size
-            if blocks.contains(addr):
-                cached += size
+            seen.add(ref.addr)
+            total += ref.size
+            if blocks.contains(ref.addr):
+                cached += ref.size
     return {"repo": bundle.repo, "bundle": bundle.id, "files": bundle.files,
             "bytes": total, "cached_bytes": cached,
             "fraction": round(cached / total, 4) if total else 1.0}

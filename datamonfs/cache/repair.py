@@ -2,54 +2,59 @@
 
 What a process killed at any point can leave behind, and what becomes of it:
 
-- a file in tmp/ (killed while writing a block): deleted;
+- a file in tmp/ (killed while writing a block file): deleted;
 - a block file that no entry names (killed between the file's rename and the
   index commit, or between an eviction's commit and the file's unlink): deleted;
-- an entry whose file is missing or has the wrong size (files are renamed into
-  place before their entry is committed, so only outside damage does this): dropped;
-- the lru database and the size counter: rebuilt from the entries.
+- a file entry whose file is missing or has the wrong size (files are renamed into
+  place before their entry is committed, so only outside damage does this): dropped,
+  with its chunks' entries;
+- a chunk entry whose file has no entry, or that lies outside its file: dropped;
+- the lru database and the size counter: rebuilt from the file entries.
 
 Block contents are not hashed here, which would read the whole cache: every
-read checks the block's xxh3 digest instead.
+read checks the chunk's xxh3 digests instead.
 """
 
 from __future__ import annotations
 
 import os
 
-from .index import CacheIndex, Record, log, lru_key
+from .index import CacheIndex, FileRecord, Record, log, lru_key
 
 
 def repair(index: CacheIndex) -> None:
     files = index.files
     temps = _remove_all(files.tmp_dir, keep=set())
-    kept: set[str] = set()
+    kept: dict[bytes, int] = {}  # token -> bytes
     dropped = 0
     total = 0
     with index.env.begin(write=True) as txn:
-        entries = list(txn.cursor(db=index.blocks_db))
         txn.drop(index.lru_db, delete=False)
-        for key, raw in entries:
-            addr = key.decode("ascii", "replace")
-            rec = Record.unpack(raw)
-            if rec is None or _file_size(files.block_path(addr, rec)) != rec.size:
-                txn.delete(key, db=index.blocks_db)
+        for token, raw in list(txn.cursor(db=index.files_db)):
+            frec = FileRecord.unpack(raw)
+            if len(token) != 8 or frec is None or _size(files.block_path(token)) != frec.bytes:
+                txn.delete(token, db=index.files_db)
                 dropped += 1
                 continue
-            txn.put(lru_key(rec.used, key), b"", db=index.lru_db)
-            kept.add(rec.name(addr))
-            total += rec.size
+            txn.put(lru_key(frec.used, token), b"", db=index.lru_db)
+            kept[token] = frec.bytes
+            total += frec.bytes
+        for key, raw in list(txn.cursor(db=index.blocks_db)):
+            rec = Record.unpack(raw)
+            if rec is None or rec.offset + rec.size > kept.get(rec.token, -1):
+                txn.delete(key, db=index.blocks_db)
         index.set_counter(txn, b"size", total)
+    names = {token.hex() for token in kept}
     orphans = 0
     for sub in os.listdir(files.blocks_dir):
         path = os.path.join(files.blocks_dir, sub)
-        orphans += _remove_all(path, kept) if os.path.isdir(path) else _remove(path)
+        orphans += _remove_all(path, names) if os.path.isdir(path) else _remove(path)
     if temps or orphans or dropped:
-        log.info("cache %s repaired: %d temp files and %d unindexed blocks removed, %d entries "
-                 "without their file dropped", files.directory, temps, orphans, dropped)
+        log.info("cache %s repaired: %d temp files and %d unindexed blocks removed, %d block "
+                 "files without their file dropped", files.directory, temps, orphans, dropped)
 
 
-def _file_size(path: str) -> int:
+def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
     except OSError:

@@ -6,6 +6,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
+from ..core.chunks import MAX_RUN, ChunkRef, take_batch
 from ..core.globs import matcher, pruner
 from ..core.model import FILE, Bundle, Entry
 from ..core.repository import Repository
@@ -23,8 +24,10 @@ def files(repo: Repository, bundle: Bundle, pattern: str | None = None
 
 def warm(repo: Repository, reader: CachedChunkReader, bundle: Bundle, pattern: str | None = None,
          progress: Callable[[int], None] | None = None, workers: int = 8) -> None:
-    """Fetch into the cache every chunk of the files matching `pattern` not cached yet."""
+    """Fetch into the cache every chunk of the files matching `pattern` not cached yet, in
+    batches of neighbouring chunks (of one file or of many small ones)."""
     pending: deque = deque()
+    queued: deque[ChunkRef] = deque()
 
     def settle_oldest() -> None:
         future, size = pending.popleft()
@@ -32,11 +35,25 @@ def warm(repo: Repository, reader: CachedChunkReader, bundle: Bundle, pattern: s
         if progress:
             progress(size)
 
+    queued_bytes = 0
+
+    def send() -> None:
+        nonlocal queued_bytes
+        batch = take_batch(queued)
+        size = sum(r.size for r in batch)
+        queued_bytes -= size
+        pending.append((pool.submit(reader.fill, batch), size))
+        if len(pending) >= 2 * workers:
+            settle_oldest()
+
     with ThreadPoolExecutor(workers, thread_name_prefix="datamonfs-warm") as pool:
         for _, entry in files(repo, bundle, pattern):
-            for addr, size in repo.trees.chunks(entry):
-                pending.append((pool.submit(reader.fill, addr, size), size))
-                if len(pending) >= 2 * workers:
-                    settle_oldest()
+            refs = repo.trees.chunks(entry)
+            queued.extend(refs)
+            queued_bytes += sum(r.size for r in refs)
+            while queued_bytes > MAX_RUN:
+                send()
+        while queued:
+            send()
         while pending:
             settle_oldest()

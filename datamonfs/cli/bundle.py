@@ -67,14 +67,15 @@ def upload(repo: str, directory: str, message: str, label: str | None, branch: s
                    "branch": branch, "label": label, "files": stats.files,
                    "bytes": stats.bytes, "chunks": stats.chunks,
                    "chunks_uploaded": stats.chunks_uploaded,
-                   "bytes_uploaded": stats.bytes_uploaded})
+                   "bytes_uploaded": stats.bytes_uploaded, "packs": stats.packs})
         return
     if not stats.new_bundle:
         info(f"nothing new: {directory} equals the head of {repo}:{branch} (bundle "
              f"{short(b.id)}); no bundle made (--allow-empty makes one)")
     else:
         info(f"{stats.files} files, {human_size(stats.bytes)}; {stats.chunks_uploaded} of "
-             f"{stats.chunks} chunks uploaded ({human_size(stats.bytes_uploaded)})")
+             f"{stats.chunks} chunks uploaded ({human_size(stats.bytes_uploaded)} in "
+             f"{stats.packs} pack{'s' if stats.packs != 1 else ''})")
     click.echo(b.id)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cache import CachedChunkReader, clear_unused, open_cache, warm
+from ..cache import CachedChunkReader, clear_locations, clear_unused, open_cache, warm
 from .bundle import filter_option
 from .common import (emit_json, human_size, info, json_option, load_config, open_repository,
                      progress_bar, socket_option)
@@ -78,10 +78,11 @@ def prefetch(ref: str, pattern: str | None) -> None:
 
 @cache.command("clear")
 def clear() -> None:
-    """Empty the cache (blocks, metadata and counters)."""
+    """Empty the cache (blocks, metadata, what is known of stores' packs, and counters)."""
     cfg = load_config()
     if not clear_unused(cfg.cache_dir):  # in use: clear it through the index
         blocks, meta = open_cache(cfg)
         blocks.clear()
         meta.clear()
+        clear_locations(blocks.index)
     info(f"cleared the cache in {cfg.cache_dir}")

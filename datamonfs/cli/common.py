@@ -18,10 +18,9 @@ from typing import Callable, Iterator
 
 import click
 
-from ..cache import open_cache
+from .. import cache
 from ..core import config as config_mod
 from ..core.repository import Repository
-from ..core.stores import open_store
 from ..errors import DatamonError
 from ..sdk.store import Store
 
@@ -64,11 +63,10 @@ def open_api(cfg: config_mod.Config | None = None, write: bool = False) -> Store
 
 
 def open_repository(cfg: config_mod.Config | None = None, write: bool = False) -> Repository:
-    """The store of the config, reading metadata objects through the shared cache. Only
-    commands that write (`write`) may create a local store's directory."""
-    cfg = cfg or load_config()
-    store = open_store(cfg.store_spec(), create=write or cfg.store_is_default)
-    return Repository(store, meta_cache=open_cache(cfg)[1])
+    """The store of the config, reading metadata objects through the shared cache (which
+    also keeps what it learns of the store's packs). Only commands that write (`write`)
+    may create a local store's directory."""
+    return cache.open_repository(cfg or load_config(), create=write)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")

@@ -13,7 +13,9 @@ so cutting restarts at the start of the base chunk holding the first changed
 byte (or the byte before it: a cut point also hashes the byte after it), and stops
 as soon as a new cut lands on an old one past the last change:
 the old chunk list's tail is reused as is. The result is the chunk list a fresh
-upload of the new content would produce, at the cost of the changed region.
+upload of the new content would produce, at the cost of the changed region. A file
+cut with format 1's larger chunks is re-cut with those (chunks.cutting_of), so that
+the cuts meet the old ones again; its new chunks still go into packs.
 
 Synchronous and free of FUSE and trio: the daemon runs it in a thread.
 """
@@ -26,11 +28,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Union
 
-from pyfastcdc.cy import FastCDC
-
 from ..errors import DatamonError, IntegrityError
 from . import rules
-from .chunks import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
+from .chunks import V2, ChunkRef, Cutting, cutting_of, same_content
 from .encoding import address, encode
 from .ingest import ChunkUploader, UploadStats
 from .model import DIR, FILE, LINK, NO_PROVENANCE, Bundle, Entry, Provenance, Xattrs
@@ -109,16 +109,18 @@ def _empty_changes() -> Iterable:
 class TreeCommit:
     """Writes the trees of a change description bottom-up, uploading new chunks."""
 
-    def __init__(self, repo: Repository, on_entry: OnEntry | None = None, workers: int = 8,
+    def __init__(self, repo: Repository, on_entry: OnEntry | None = None,
                  progress: Callable[[int], None] | None = None):
         self.repo = repo
         self.on_entry = on_entry
         self.progress = progress  # called with the bytes of each chunk cut
         self.stats = CommitStats()
-        self.uploader = ChunkUploader(repo, self.stats, workers)
+        self.uploader = ChunkUploader(repo, self.stats)
 
     def build(self, root: NewDir | Keep) -> Entry:
         """The root entry (named ""); every chunk and tree it references is stored."""
+        if not isinstance(root, Keep):  # a Keep is stored already (an upload refreshed)
+            self.repo.refresh_locations()
         try:
             entry = root.entry if isinstance(root, Keep) else self._dir("", root, "")
             self.uploader.finish()
@@ -185,7 +187,7 @@ class TreeCommit:
             return Entry(name, FILE, f.mode, f.mtime, base.size, chunks=base.chunks,
                          chunklist=base.chunklist, xattrs=f.xattrs)
         old = self.repo.trees.chunks(base) if base else []
-        starts = [0, *itertools.accumulate(s for _, s in old)]
+        starts = [0, *itertools.accumulate(c.size for c in old)]
         # FastCDC's cut at p also hashes byte p (the next chunk's first), so a change at
         # a chunk's first byte can move the cut before it: restart at the chunk holding
         # the byte before the first change.
@@ -193,9 +195,9 @@ class TreeCommit:
         chunks = old[:k]
         pos = starts[k] if old else 0
         boundaries = {s: i for i, s in enumerate(starts)}
-        tail: list[tuple[str, int]] = []
+        tail: list[ChunkRef] = []
         self.stats.files_rechunked += 1
-        for data in cut_range(f.read, pos, f.size, rel):
+        for data in cut_range(f.read, pos, f.size, rel, cutting_of(old)):
             chunks.append(self.uploader.add(data))
             pos += len(data)
             self.stats.bytes_rechunked += len(data)
@@ -207,6 +209,9 @@ class TreeCommit:
                 break
         self.stats.chunks_reused += k + len(tail)
         chunks += tail
+        if base is not None and same_content(chunks, old):  # written back as it was
+            return Entry(name, FILE, f.mode, f.mtime, base.size, chunks=base.chunks,
+                         chunklist=base.chunklist, xattrs=f.xattrs)
         entry = file_entry(self.repo.objects, name, f.mode, f.mtime, chunks, f.xattrs)
         if entry.size != f.size:
             raise CommitError(f"{rel}: staged content has {entry.size} bytes, expected {f.size}")
@@ -229,13 +234,14 @@ def _changed_span(f: NewFile, base_size: int) -> tuple[int | None, int]:
     return min(starts), max(ends)
 
 
-def cut_range(read: ReadFn, start: int, end: int, rel: str = "") -> Iterator[bytes]:
+def cut_range(read: ReadFn, start: int, end: int, rel: str = "",
+              cutting: Cutting = V2) -> Iterator[bytes]:
     """The chunks `cut` would give for bytes [start, end) of a file when a cut point
     lies at `start`, reading little past each chunk: cutting stops at the first
     re-synchronised boundary, so whatever was read beyond it is wasted (a stream
     chunker reads 8 MiB ahead)."""
-    cdc = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
-    buf, at, want = b"", start, 2 * AVG_CHUNK
+    cdc = cutting.chunker()
+    buf, at, want = b"", start, 2 * cutting.avg
     while at < end:
         fill = min(want, end - at) - len(buf)
         if fill > 0:
@@ -248,11 +254,11 @@ def cut_range(read: ReadFn, start: int, end: int, rel: str = "") -> Iterator[byt
         # FastCDC's cut depends only on the bytes before it, but a cut at the very end
         # of the window may just be where the window ends: then look further. A window
         # of at least the average size keeps its normalisation the same as a stream's.
-        if at + len(buf) < end and len(buf) < MAX_CHUNK and n >= len(buf) - _WINDOW_MARGIN:
-            want = min(2 * want, MAX_CHUNK)
+        if at + len(buf) < end and len(buf) < cutting.max and n >= len(buf) - _WINDOW_MARGIN:
+            want = min(2 * want, cutting.max)
             continue
         yield buf[:n]
-        buf, at, want = buf[n:], at + n, 2 * AVG_CHUNK
+        buf, at, want = buf[n:], at + n, 2 * cutting.avg
 
 
 _WINDOW_MARGIN = 64

@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .chunks import MAX_CHUNK
+from .chunks import LARGEST_CHUNK
 from .repository import Author
 from .stores import StoreSpec, absolute_url
 
@@ -50,9 +50,9 @@ def state_dir() -> str:
 
 def check_cache_size(size: int, where: str = "cache_size") -> int:
     """A cache must hold at least one chunk of the largest size."""
-    if type(size) is not int or size < MAX_CHUNK:
+    if type(size) is not int or size < LARGEST_CHUNK:
         raise ConfigError(f"{where} = {size!r} is smaller than one chunk; set it to at least "
-                          f"{MAX_CHUNK} bytes (4 MiB), or remove it for the default")
+                          f"{LARGEST_CHUNK} bytes (4 MiB), or remove it for the default")
     return size
 
 

@@ -90,5 +90,5 @@ class _Diff:
         elif a.kind == DIR or b.kind == DIR:
             yield from self.side(a, prefix, DELETED)
             yield from self.side(b, prefix, ADDED)
-        elif a != b:
+        elif not self.repo.trees.same(a, b):
             yield Change(path, MODIFIED, a.size, b.size)

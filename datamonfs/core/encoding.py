@@ -3,7 +3,8 @@
 Canonical JSON (sorted keys, no spaces, UTF-8) keeps stores readable by eye and
 by any language; every record carries a version field `v` so later encodings
 can be told apart. An object's address is the BLAKE3 hash of its encoding.
-The encoding byte for byte, with test vectors: docs/FORMAT.md §4 (normative).
+The encoding byte for byte, with test vectors: docs/FORMAT.md §4 (normative);
+which record is written and read in which version: §10.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ import blake3
 
 from ..errors import IntegrityError
 
-VERSION = 1
+VERSION = 2  # the format this code writes
+# The versions of each record this code reads, and the one it writes (the last): repo and
+# ref records did not change in version 2, so version-1 readers still read them.
+VERSIONS = {"tree": (1, 2), "chunks": (1, 2), "bundle": (1, 2), "packindex": (2,),
+            "repo": (1,), "ref": (1,)}
 MAX_OBJECT = 64 * 1024 * 1024  # larger metadata is refused as hostile
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -33,8 +38,14 @@ def encode(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def written_version(kind: str) -> int:
+    """The version this code writes records of `kind` in."""
+    return VERSIONS[kind][-1]
+
+
 def decode(data: bytes, kind: str, where: str) -> dict[str, Any]:
-    """Parse an untrusted record; it must be a dict of the expected type and version."""
+    """Parse an untrusted record; it must be a dict of the expected type and of a version
+    this code reads (its `v` tells the caller which)."""
     if len(data) > MAX_OBJECT:
         raise IntegrityError(f"{where}: metadata object too large ({len(data)} bytes)")
     try:
@@ -43,7 +54,7 @@ def decode(data: bytes, kind: str, where: str) -> dict[str, Any]:
         raise IntegrityError(f"{where}: not a valid metadata object ({type(e).__name__})") from None
     if not isinstance(obj, dict) or obj.get("type") != kind:
         raise IntegrityError(f"{where}: expected a {kind} record")
-    if type(obj.get("v")) is not int or obj["v"] != VERSION:  # true == 1 in Python
+    if type(obj.get("v")) is not int or obj["v"] not in VERSIONS[kind]:  # true == 1 in Python
         raise IntegrityError(f"{where}: unsupported {kind} record version {obj.get('v')!r}; "
                              "upgrade datamonfs")
     return obj

@@ -17,6 +17,9 @@ Downloads resume: DEST holds a marker naming the bundle until the download is
 complete, so running it again (or with `resume`) keeps every file already there
 whose bytes hash to the bundle's chunk addresses and writes only the others. With
 `delete`, what DEST holds that the bundle does not is removed (as `rclone sync`).
+
+Chunks are fetched ahead of the writer in batches that may span many small files,
+so that neighbouring chunks of a pack come with one request (`_Ahead`).
 """
 
 from __future__ import annotations
@@ -26,19 +29,22 @@ import json
 import os
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 from ..errors import AlreadyExists, DatamonError, IntegrityError, StoreUnavailable
 from . import rules
-from .chunks import ChunkReader
+from .chunks import ChunkReader, ChunkRef, take_batch
 from .encoding import address
 from .globs import matcher
 from .model import DIR, FILE, Bundle, Entry
 from .repository import Repository
 
-READ_AHEAD = 8  # chunks fetched ahead of the writer
+READ_AHEAD = 32 << 20  # bytes fetched ahead of the writer
+FETCHERS = 8  # batches fetched at once
+PENDING_FILES = 256  # files whose chunks are being fetched, not written yet
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MARKER = ".datamonfs-download"  # in DEST while a download is not complete: its bundle
 _TEMP = re.compile(r"\.datamonfs-[0-9a-f]{12}")  # a file being written (left by a kill)
@@ -84,8 +90,9 @@ def download(repo: Repository, bundle: Bundle, dest: str, reader: ChunkReader | 
     try:
         _mark(root, bundle)
         try:
-            with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="download") as pool:
-                job = _Download(repo, reader or repo.chunks, pool, dest, root, stats, progress)
+            with ThreadPoolExecutor(FETCHERS, thread_name_prefix="download") as pool:
+                job = _Download(repo, _Ahead(reader or repo.chunks, pool), dest, root, stats,
+                                progress)
                 job.resume, job.delete = resume, delete
                 job.run(bundle, name_filter)
         except (StoreUnavailable, KeyboardInterrupt):
@@ -136,12 +143,64 @@ class _OpenDir:
         self.names: set[str] = set()  # its entries in the bundle (kept by `delete`)
 
 
+class _Ahead:
+    """The chunks of the files to write, in order, fetched ahead of the writer in batches
+    (core.chunks.take_batch), at most READ_AHEAD bytes fetched and not yet taken. A chunk that fails is reported when it is
+    taken, so the error names the file it belongs to."""
+
+    def __init__(self, reader: ChunkReader, pool: ThreadPoolExecutor):
+        self.reader, self.pool = reader, pool
+        self.queued: deque[ChunkRef] = deque()  # not sent for yet
+        self.batches: deque[Future] = deque()  # sent for, in order
+        self.ready: deque = deque()  # of the oldest batch: bytes, or the error of a chunk
+        self.ahead = 0  # bytes sent for and not taken
+
+    def add(self, refs: list[ChunkRef]) -> None:
+        self.queued.extend(refs)
+        self._send()
+
+    def _send(self) -> None:
+        while self.queued and self.ahead < READ_AHEAD:
+            batch = take_batch(self.queued)
+            self.batches.append(self.pool.submit(self._fetch, batch))
+            self.ahead += sum(ref.size for ref in batch)
+
+    def _fetch(self, batch: list[ChunkRef]) -> list:
+        try:
+            return self.reader.read_chunks(batch)
+        except IntegrityError:  # which chunk? each on its own, keeping the errors
+            out: list = []
+            for ref in batch:
+                try:
+                    out.append(self.reader.read_chunk(ref))
+                except IntegrityError as e:
+                    out.append(e)
+            return out
+
+    def take(self) -> bytes:
+        """The next chunk's bytes."""
+        if not self.ready:
+            self.ready.extend(self.batches.popleft().result())
+        data = self.ready.popleft()
+        if isinstance(data, BaseException):
+            raise data
+        self.ahead -= len(data)
+        self._send()
+        return data
+
+    def cancel(self) -> None:
+        self.queued.clear()
+        for future in self.batches:
+            future.cancel()
+
+
 class _Download:
-    def __init__(self, repo: Repository, reader: ChunkReader, pool: ThreadPoolExecutor,
-                 dest: str, root: int, stats: DownloadStats, progress):
-        self.repo, self.reader, self.pool = repo, reader, pool
+    def __init__(self, repo: Repository, ahead: _Ahead, dest: str, root: int,
+                 stats: DownloadStats, progress):
+        self.repo, self.ahead = repo, ahead
         self.dest, self.stats, self.progress = dest, stats, progress
         self.stack = [_OpenDir("", None, root)]  # the root's descriptor belongs to download()
+        self.pending: deque[tuple[int, str, Entry, int]] = deque()  # files being fetched
         self.stack[0].names.add(MARKER)
         self.resume = self.delete = False
 
@@ -158,20 +217,43 @@ class _Download:
                 elif name_filter is None or wanted(path):
                     parent = self.opened()
                     if entry.kind == FILE:
-                        self.file(parent, path, entry)
+                        self.queue_file(parent, path, entry)
                     else:
                         self.link(parent, path, entry)
                     self.stats.files += 1
+            self.write_pending()
             self.leave_until("")
             self.tidy(self.stack[0])
         finally:
+            self.ahead.cancel()
             for d in self.stack[1:]:
                 if d.fd is not None:
                     os.close(d.fd)
 
+    def queue_file(self, parent: int, path: str, entry: Entry) -> None:
+        """Send for a file's chunks (unless DEST holds it already, resuming); write the
+        oldest files while too many are waiting."""
+        refs = self.repo.trees.chunks(entry)
+        if self.resume and self.complete(parent, entry, refs):
+            self.stats.kept += 1
+            self.stats.kept_bytes += entry.size
+            if self.progress:
+                self.progress(entry.size)
+            return
+        self.ahead.add(refs)
+        self.pending.append((parent, path, entry, len(refs)))
+        while self.pending and (len(self.pending) > PENDING_FILES or self.ahead.queued):
+            self.file(*self.pending.popleft())
+
+    def write_pending(self) -> None:
+        while self.pending:
+            self.file(*self.pending.popleft())
+
     def leave_until(self, path: str) -> None:
         """Finish the directories that do not hold `path`: modes and times last, since
         writing into a directory changes its mtime."""
+        if len(self.stack) > 1 and not path.startswith(self.stack[-1].path + "/"):
+            self.write_pending()  # files still to be written into them
         while len(self.stack) > 1 and not path.startswith(self.stack[-1].path + "/"):
             d = self.stack.pop()
             if d.fd is not None:
@@ -229,29 +311,7 @@ class _Download:
         return DatamonError(f"cannot write {os.path.join(self.dest, path)}: "
                             f"{e.strerror or e}")
 
-    def chunk_data(self, path: str, chunks) -> Iterator[bytes]:
-        """The file's chunks in order, fetched up to READ_AHEAD ahead."""
-        pending = []
-        it = iter(chunks)
-        for addr, size in it:
-            pending.append(self.pool.submit(self.reader.read_chunk, addr, size))
-            if len(pending) >= READ_AHEAD:
-                break
-        try:
-            while pending:
-                future = pending.pop(0)
-                nxt = next(it, None)
-                if nxt:
-                    pending.append(self.pool.submit(self.reader.read_chunk, *nxt))
-                try:
-                    yield future.result()
-                except IntegrityError as e:
-                    raise IntegrityError(f"{path}: {e}") from None
-        finally:
-            for f in pending:
-                f.cancel()
-
-    def complete(self, parent: int, entry: Entry, chunks) -> bool:
+    def complete(self, parent: int, entry: Entry, chunks: list[ChunkRef]) -> bool:
         """Whether DEST already holds this file, every chunk's bytes hashing to its
         address (then only its mode and time are set)."""
         try:
@@ -263,8 +323,8 @@ class _Download:
             st = os.fstat(fd)
             if st.st_mode & 0o170000 != 0o100000 or st.st_size != entry.size:
                 return False
-            for addr, size in chunks:
-                if address(os.read(fd, size)) != addr:
+            for ref in chunks:
+                if address(os.read(fd, ref.size)) != ref.addr:
                     return False
             self.set_xattrs(fd, entry)
             os.fchmod(fd, rules.safe_mode(entry.mode))
@@ -273,17 +333,13 @@ class _Download:
         finally:
             os.close(fd)
 
-    def file(self, parent: int, path: str, entry: Entry) -> None:
-        chunks = self.repo.trees.chunks(entry)
-        if self.resume and self.complete(parent, entry, chunks):
-            self.stats.kept += 1
-            self.stats.kept_bytes += entry.size
-            if self.progress:
-                self.progress(entry.size)
-            return
-
+    def file(self, parent: int, path: str, entry: Entry, chunks: int) -> None:
         def write(fd: int) -> None:
-            for data in self.chunk_data(path, chunks):
+            for _ in range(chunks):
+                try:
+                    data = self.ahead.take()
+                except IntegrityError as e:
+                    raise IntegrityError(f"{path}: {e}") from None
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]

@@ -1,11 +1,12 @@
 """Upload a local directory as a new bundle.
 
-Files are read once, cut into chunks and hashed in this thread; chunk uploads
-run on a bounded pool so memory stays at a few chunks per worker. A chunk the
-store already has is not uploaded again. Directories are written bottom-up, one
-directory's entries in memory at a time. The bundle record and its refs are
-written last, so a killed upload leaves no bundle, and a re-run uploads only
-the chunks that are still missing.
+Files are read once, cut into chunks and hashed in this thread. A chunk the store
+holds already (its pack indexes say so, see packs.py) or that this upload placed
+already is not sent again; a new one is appended to the open pack, and sealed packs
+are stored on a bounded pool while the next one fills, so memory stays at a few packs.
+Directories are written bottom-up, one directory's entries in memory at a time. The
+bundle record and its refs are written last, after every pack and its index, so a
+killed upload leaves no bundle, and a re-run uploads only the chunks still missing.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import errno
 import os
 import stat
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import DatamonError, NotFound
 from . import rules
-from .chunks import cut
+from .chunks import ChunkRef, cut
 from .encoding import address
 from .model import DIR, FILE, LINK, NO_PROVENANCE, Bundle, Entry, Provenance, Xattrs
 from .names import DEFAULT_BRANCH
+from .packs import PackIndex, PackWriter
 from .repository import BRANCH, LABEL, Author, Repository
 from .trees import DirectoryBuilder, file_entry
 
@@ -37,6 +38,7 @@ class UploadStats:
     chunks: int = 0
     chunks_uploaded: int = 0
     bytes_uploaded: int = 0
+    packs: int = 0
 
 
 @dataclass
@@ -45,49 +47,48 @@ class IngestStats(UploadStats):
 
 
 class ChunkUploader:
-    """Puts chunks on a bounded pool; the first failure is raised by `finish`."""
+    """Gives every chunk of an upload (or commit) its place: where the store holds it
+    already, or in a new pack. The first failure to store a pack is raised by `add` or
+    `finish`. Call `repo.refresh_locations()` first."""
 
-    def __init__(self, repo: Repository, stats: UploadStats, workers: int = 8):
-        self.repo = repo
+    def __init__(self, repo: Repository, stats: UploadStats):
+        self.locations = repo.locations
         self.stats = stats
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="upload")
-        self.slots = threading.BoundedSemaphore(workers * 2)
         self.lock = threading.Lock()
-        self.seen: set[str] = set()
-        self.error: BaseException | None = None
+        self.placed: dict[str, ChunkRef] = {}  # in this upload's packs not stored yet
+        self.packs = PackWriter(repo.chunks, self._stored)
 
-    def add(self, data: bytes) -> tuple[str, int]:
+    def add(self, data: bytes) -> ChunkRef:
         addr = address(data)
         self.stats.chunks += 1
-        if addr not in self.seen:
-            self.seen.add(addr)
-            self._raise_error()
-            self.slots.acquire()
-            self.pool.submit(self._put, addr, data)
-        return addr, len(data)
-
-    def _put(self, addr: str, data: bytes) -> None:
-        try:
-            if self.error is None and self.repo.chunks.put(addr, data):
-                with self.lock:
-                    self.stats.chunks_uploaded += 1
-                    self.stats.bytes_uploaded += len(data)
-        except BaseException as e:  # reported to the uploading thread
+        with self.lock:
+            ref = self.placed.get(addr)
+        if ref is None:
+            ref = self.locations.find(addr)
+        if ref is None:
+            ref = self.packs.add(addr, data)
             with self.lock:
-                self.error = self.error or e
-        finally:
-            self.slots.release()
+                self.placed[addr] = ref
+            self.stats.chunks_uploaded += 1
+            self.stats.bytes_uploaded += len(data)
+        return ref
 
-    def _raise_error(self) -> None:
-        if self.error is not None:
-            raise self.error
+    def _stored(self, index: PackIndex) -> None:
+        """A pack and its index are stored (in a pack-upload thread): its chunks are found
+        in the locations from now on, by this upload and the next ones."""
+        self.locations.add(index)
+        with self.lock:
+            for addr, _, _ in index.chunks:
+                self.placed.pop(addr, None)
 
     def finish(self) -> None:
-        self.pool.shutdown(wait=True)
-        self._raise_error()
+        try:
+            self.packs.finish()
+        finally:
+            self.stats.packs = self.packs.packs
 
     def abort(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.packs.abort()
 
 
 class DirectoryUpload:
@@ -151,7 +152,7 @@ class DirectoryUpload:
         raise DatamonError(f"{rel} is not a regular file, directory or symlink; "
                            "move it out of the folder (nothing was uploaded)")
 
-    def _file(self, path: str, rel: str) -> list[tuple[str, int]]:
+    def _file(self, path: str, rel: str) -> list[ChunkRef]:
         chunks = []
         try:
             f = open(path, "rb", buffering=0)
@@ -264,6 +265,7 @@ def upload(repo: Repository, repo_name: str, source: str, message: str, author: 
     check_target(repo, repo_name, branch, label)
     job = DirectoryUpload(repo, check_folder(source), progress)
     head = repo.ref_head(repo_name, BRANCH, branch)
+    repo.refresh_locations()
     root = job.run()
     parent = repo.get_bundle(repo_name, head.bundle) if head else None
     result = commit(repo, repo_name, branch, parent, Keep(root), message, author, label,

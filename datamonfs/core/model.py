@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import IntegrityError
 from . import names, rules
-from .encoding import VERSION, field, is_address
+from .chunks import ChunkRef
+from .encoding import VERSION, field, is_address, written_version
 
 FILE, DIR, LINK = "file", "dir", "link"
 
@@ -36,16 +37,55 @@ def _count(obj: dict, name: str, where: str) -> int:
     return value
 
 
-def parse_chunks(raw: object, where: str) -> list[tuple[str, int]]:
+def chunk_list_obj(refs) -> tuple[list, list[str]]:
+    """A chunk list as stored: (chunks, packs). A chunk is [ADDR, LEN] when loose (format 1),
+    else [ADDR, LEN, P, OFF]: its bytes are OFF.. of the P-th pack of `packs` (each pack
+    listed once, in the order the list first names it)."""
+    packs: dict[str, int] = {}
+    chunks = []
+    for ref in refs:
+        if ref.pack is None:
+            chunks.append([ref.addr, ref.size])
+        else:
+            chunks.append([ref.addr, ref.size, packs.setdefault(ref.pack, len(packs)), ref.offset])
+    return chunks, list(packs)
+
+
+def parse_chunk_list(raw: object, raw_packs: object, where: str) -> list[ChunkRef]:
+    """The inverse of chunk_list_obj, every field checked; `raw_packs` None: a list of
+    format 1, which holds loose chunks only."""
     if not isinstance(raw, list):
         raise IntegrityError(f"{where}: chunk list is not a list")
+    packs: list[str] = []
+    if raw_packs is not None:
+        if (not isinstance(raw_packs, list) or not all(is_address(p) for p in raw_packs)
+                or len(set(raw_packs)) != len(raw_packs)):
+            raise IntegrityError(f"{where}: malformed pack table")
+        packs = raw_packs
     chunks = []
     for item in raw:
-        if (not isinstance(item, list) or len(item) != 2 or not is_address(item[0])
+        if (not isinstance(item, list) or len(item) not in (2, 4) or not is_address(item[0])
                 or rules.chunk_size_problem(item[1])):
             raise IntegrityError(f"{where}: malformed chunk reference {item!r:.80}")
-        chunks.append((item[0], item[1]))
+        if len(item) == 2:
+            chunks.append(ChunkRef(item[0], item[1]))
+            continue
+        p, offset = item[2], item[3]
+        if type(p) is not int or not 0 <= p < len(packs) or rules.size_problem(offset):
+            raise IntegrityError(f"{where}: malformed chunk location {item!r:.120}")
+        chunks.append(ChunkRef(item[0], item[1], packs[p], offset))
     return chunks
+
+
+def parse_file_body(body: object, where: str, version: int) -> list[ChunkRef] | str:
+    """A file entry's body: its chunk list, or the address of a chunks object."""
+    if isinstance(body, str):
+        if not is_address(body):
+            raise IntegrityError(f"{where}: malformed chunk list address")
+        return body
+    if isinstance(body, dict) and version >= 2:
+        return parse_chunk_list(body.get("chunks"), field(body, "packs", list, where), where)
+    return parse_chunk_list(body, None, where)
 
 
 def xattrs_to_obj(xattrs: Xattrs) -> dict[str, str]:
@@ -98,7 +138,7 @@ class Entry:
     mode: int
     mtime: int  # nanoseconds since the epoch
     size: int  # file bytes; for a directory, the bytes of every file below it
-    chunks: tuple[tuple[str, int], ...] | None = None
+    chunks: tuple[ChunkRef, ...] | None = None
     chunklist: str | None = None
     tree: str | None = None
     files: int = 0  # directories: files below (symlinks count as files)
@@ -108,7 +148,11 @@ class Entry:
     def to_obj(self) -> list:
         # A list, not a dict: trees of a million names stay compact.
         if self.kind == FILE:
-            body: Any = self.chunklist if self.chunklist else [list(c) for c in self.chunks or ()]
+            body: Any = self.chunklist
+            if not body:
+                chunks, packs = chunk_list_obj(self.chunks or ())
+                # Loose chunks only (a file kept from a format-1 bundle): as format 1 wrote it.
+                body = {"chunks": chunks, "packs": packs} if packs else chunks
         elif self.kind == DIR:
             body = [self.tree, self.files]
         else:
@@ -119,7 +163,8 @@ class Entry:
         return obj
 
     @classmethod
-    def from_obj(cls, raw: object, where: str) -> "Entry":
+    def from_obj(cls, raw: object, where: str, version: int = VERSION) -> "Entry":
+        """An entry of a tree record of `version`."""
         if not isinstance(raw, list) or len(raw) not in (6, 7):
             raise IntegrityError(f"{where}: malformed directory entry")
         name, kind, mode, mtime, size, body = raw[:6]
@@ -130,12 +175,11 @@ class Entry:
             raise IntegrityError(f"{where}: {problem}")
         xattrs = parse_optional(raw[6], kind, where) if len(raw) == 7 else ()
         if kind == FILE:
-            if isinstance(body, str):
-                if not is_address(body):
-                    raise IntegrityError(f"{where}: malformed chunk list address")
-                return cls(name, FILE, mode, mtime, size, chunklist=body, xattrs=xattrs)
-            chunks = tuple(parse_chunks(body, where))
-            if sum(s for _, s in chunks) != size:
+            parsed = parse_file_body(body, where, version)
+            if isinstance(parsed, str):
+                return cls(name, FILE, mode, mtime, size, chunklist=parsed, xattrs=xattrs)
+            chunks = tuple(parsed)
+            if sum(c.size for c in chunks) != size:
                 raise IntegrityError(f"{where}: chunk sizes do not add up to the file size")
             return cls(name, FILE, mode, mtime, size, chunks=chunks, xattrs=xattrs)
         if kind == DIR:
@@ -266,8 +310,8 @@ class Bundle:
     id: str = dc_field(default="", compare=False)
 
     def to_obj(self) -> dict:
-        obj = {"v": VERSION, "type": "bundle", "repo": self.repo, "tree": self.tree,
-               "parents": list(self.parents), "message": self.message,
+        obj = {"v": written_version("bundle"), "type": "bundle", "repo": self.repo,
+               "tree": self.tree, "parents": list(self.parents), "message": self.message,
                "author": {"name": self.author_name, "email": self.author_email},
                "time": self.time, "files": self.files, "bytes": self.bytes}
         return {**obj, **self.provenance.to_obj()}
@@ -307,7 +351,7 @@ class RefRecord:
     author_email: str
 
     def to_obj(self) -> dict:
-        return {"v": VERSION, "type": "ref", "repo": self.repo, "kind": self.kind,
+        return {"v": written_version("ref"), "type": "ref", "repo": self.repo, "kind": self.kind,
                 "name": self.name, "bundle": self.bundle, "time": self.time,
                 "author": {"name": self.author_name, "email": self.author_email}}
 
@@ -333,7 +377,7 @@ class RepoInfo:
     author_email: str
 
     def to_obj(self) -> dict:
-        return {"v": VERSION, "type": "repo", "name": self.name, "description": self.description,
+        return {"v": written_version("repo"), "type": "repo", "name": self.name, "description": self.description,
                 "time": self.time, "author": {"name": self.author_name, "email": self.author_email}}
 
     @classmethod

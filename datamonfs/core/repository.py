@@ -1,7 +1,7 @@
 """Repos, bundles and refs in a store.
 
-Store keys (the whole layout above chunks and metadata objects; the normative
-grammar of every key and record is docs/FORMAT.md):
+Store keys (the whole layout above chunks, packs and metadata objects; the
+normative grammar of every key and record is docs/FORMAT.md):
 
     repo/REPO                                   repo record, written once
     bundle/REPO/ID                              bundle record; ID = BLAKE3 of its encoding
@@ -31,6 +31,7 @@ from .encoding import address, decode, encode, is_address
 from .model import DIR, Bundle, Entry, RefRecord, RepoInfo
 from .names import DEFAULT_BRANCH, MIN_PREFIX, check_name, is_hex, is_name, split_ref
 from .objects import MetaCache, ObjectStore
+from .packs import ChunkLocations, MemoryLocations, refresh
 from .stores.base import Store
 from .trees import TreeReader, check_placement
 
@@ -48,11 +49,18 @@ class Author:
 class Repository:
     """Everything the core knows how to read and write in one store."""
 
-    def __init__(self, store: Store, meta_cache: MetaCache | None = None):
+    def __init__(self, store: Store, meta_cache: MetaCache | None = None,
+                 locations: ChunkLocations | None = None):
         self.store = store
         self.chunks = ChunkStore(store)
         self.objects = ObjectStore(store, meta_cache)
         self.trees = TreeReader(self.objects)
+        self.locations = locations or MemoryLocations()
+
+    def refresh_locations(self) -> int:
+        """Learn the chunks of the packs added to the store since the last time (writers
+        call this before they start); how many pack indexes were read."""
+        return refresh(self.chunks, self.locations)
 
     # -- repos ---------------------------------------------------------------
 

@@ -16,8 +16,10 @@ from typing import Callable, Iterator
 
 from ..errors import IntegrityError
 from . import rules
-from .encoding import VERSION, field, is_address
-from .model import DIR, FILE, LINK, Entry, Xattrs, check_entry_name, parse_chunks
+from .chunks import ChunkRef, same_content
+from .encoding import field, is_address, written_version
+from .model import (DIR, FILE, LINK, Entry, Xattrs, check_entry_name, chunk_list_obj,
+                    parse_chunk_list)
 from .objects import ObjectStore
 
 PAGE_SIZE = 1024
@@ -64,7 +66,8 @@ class DirectoryBuilder:
             return self.objects.put(_leaf(self.page))
         if self.page:
             self._flush()
-        return self.objects.put({"v": VERSION, "type": "tree", "pages": self.pages})
+        return self.objects.put({"v": written_version("tree"), "type": "tree",
+                                 "pages": self.pages})
 
     def dir_entry(self, name: str, mode: int, mtime: int, xattrs: Xattrs = ()) -> Entry:
         return Entry(name, DIR, mode, mtime, self.bytes, tree=self.finish(), files=self.files,
@@ -72,14 +75,16 @@ class DirectoryBuilder:
 
 
 def _leaf(entries: list[Entry]) -> dict:
-    return {"v": VERSION, "type": "tree", "entries": [e.to_obj() for e in entries]}
+    return {"v": written_version("tree"), "type": "tree", "entries": [e.to_obj() for e in entries]}
 
 
 def file_entry(objects: ObjectStore, name: str, mode: int, mtime: int,
-               chunks: list[tuple[str, int]], xattrs: Xattrs = ()) -> Entry:
-    size = sum(s for _, s in chunks)
+               chunks: list[ChunkRef], xattrs: Xattrs = ()) -> Entry:
+    size = sum(c.size for c in chunks)
     if len(chunks) > INLINE_CHUNKS:
-        addr = objects.put({"v": VERSION, "type": "chunks", "chunks": [list(c) for c in chunks]})
+        listed, packs = chunk_list_obj(chunks)
+        addr = objects.put({"v": written_version("chunks"), "type": "chunks", "chunks": listed,
+                            "packs": packs})
         return Entry(name, FILE, mode, mtime, size, chunklist=addr, xattrs=xattrs)
     return Entry(name, FILE, mode, mtime, size, chunks=tuple(chunks), xattrs=xattrs)
 
@@ -210,16 +215,27 @@ class TreeReader:
         d = self.directory(addr)
         return sum(p.count for p in d.pages) if d.pages else len(d.entries)
 
-    def chunks(self, entry: Entry) -> list[tuple[str, int]]:
+    def chunks(self, entry: Entry) -> list[ChunkRef]:
         """A file's chunk list, fetched from its own object when it is not inline."""
         if entry.chunks is not None:
             return list(entry.chunks)
         where = f"chunk list of {entry.name!r}"
         obj = self.objects.get(entry.chunklist, "chunks")
-        chunks = parse_chunks(obj.get("chunks"), where)
-        if sum(s for _, s in chunks) != entry.size:
+        packs = field(obj, "packs", list, where) if obj["v"] >= 2 else None
+        chunks = parse_chunk_list(obj.get("chunks"), packs, where)
+        if sum(c.size for c in chunks) != entry.size:
             raise IntegrityError(f"{where}: chunk sizes do not add up to the file size")
         return chunks
+
+    def same(self, a: Entry, b: Entry) -> bool:
+        """Whether two entries say the same: equal, or files whose chunk lists differ only in
+        where the chunks are stored (two writers that packed one chunk at once)."""
+        if a == b:
+            return True
+        if a.kind != FILE or b.kind != FILE or (a.name, a.mode, a.mtime, a.size, a.xattrs) != (
+                b.name, b.mode, b.mtime, b.size, b.xattrs):
+            return False
+        return same_content(self.chunks(a), self.chunks(b))
 
     def walk(self, tree: str, expect: Claims, prefix: str = "",
              descend: Callable[[str], bool] | None = None) -> Iterator[tuple[str, Entry]]:
@@ -274,7 +290,7 @@ def _parse_page(obj: dict, where: str, lower: str | None, upper: str | None,
             raise IntegrityError(f"{where}: entry {name!r:.300} belongs to a later page")
         last = name
         try:
-            entries.append(Entry.from_obj(item, where))
+            entries.append(Entry.from_obj(item, where, obj["v"]))
         except IntegrityError as e:
             if not lenient:
                 raise

@@ -1,45 +1,57 @@
-"""File bytes for FUSE reads: whole chunks through the block cache, slices served in place.
+"""File bytes for FUSE reads: whole segments through the block cache, slices served in place.
 
-The kernel asks for a file in pieces of at most a few hundred KiB, while a chunk is
-about a megabyte. A trip to a worker thread costs more than copying the bytes, so
-each chunk is fetched once (in a thread, through the cache's FileReader, whose
-read-ahead sees one sequential read per chunk) and kept in a small LRU shared by
-every open file; the pieces are then sliced out of it on the event loop, without a
-copy. Concurrent requests for one chunk share a single fetch, and its failure.
+The kernel asks for a file in pieces of at most a few hundred KiB. A trip to a worker
+thread costs more than copying the bytes, so a file is read in segments of about
+SEGMENT bytes (consecutive chunks: one chunk of format 1, a dozen or so of format 2),
+each fetched once (in a thread, through the cache's FileReader, whose read-ahead sees
+one sequential read per segment) and kept in a small LRU shared by every open file;
+the pieces are then sliced out of it on the event loop, without a copy. Concurrent
+requests for one segment share a single fetch, and its failure. A segment is known by
+the chunks (addresses and sizes) it is made of, so files that share them share it.
 
-A file read in order has its next few chunks fetched ahead, in parallel, so the
+A file read in order has its next few segments fetched ahead, in parallel, so the
 cache's disk reads and store fetches overlap with serving the kernel. (Measured
 against fetching them one by one in order: faster both cold and warm.)
 
-A read that jumps elsewhere in the file, into a chunk that is not in the LRU, reads
+A read that jumps elsewhere in the file, into a segment that is not in the LRU, reads
 just its bytes (a cached chunk's range, in a thread) and keeps nothing: random
-readers would otherwise read a whole chunk per request and push out the sequential
-readers' chunks.
+readers would otherwise read a whole segment per request and push out the sequential
+readers' segments.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
 
 import trio
 
+from ..core.chunks import ChunkRef
 from ..errors import IntegrityError
 from .loading import LoadingCache
 
 DEFAULT_HOT_BYTES = 64 << 20
-READ_AHEAD_CHUNKS = 4
+READ_AHEAD_SEGMENTS = 4
+SEGMENT = 1 << 20
 
 
 class OpenFile:
-    __slots__ = ("reader", "chunks", "starts", "size", "last")
+    __slots__ = ("reader", "segments", "starts", "size", "last")
 
-    def __init__(self, reader, chunks: list[tuple[str, int]]):
+    def __init__(self, reader, chunks: list[ChunkRef]):
         self.reader = reader  # the block cache's FileReader for this file
-        self.chunks = chunks
-        self.starts = [0, *itertools.accumulate(size for _, size in chunks)]
+        self.segments: list[tuple[tuple, int]] = []  # (its chunks' (addr, size), bytes)
+        self.starts = [0]
+        key: list[tuple[str, int]] = []
+        size = 0
+        for i, ref in enumerate(chunks):
+            key.append(ref.content)
+            size += ref.size
+            if size >= SEGMENT or i == len(chunks) - 1:
+                self.segments.append((tuple(key), size))
+                self.starts.append(self.starts[-1] + size)
+                key, size = [], 0
         self.size = self.starts[-1]
-        self.last = -1  # last chunk read, to tell sequential readers
+        self.last = -1  # last segment read, to tell sequential readers
 
 
 class ContentReader:
@@ -57,7 +69,7 @@ class ContentReader:
         f.last = last
         if sequential:
             self._read_ahead(f, last)
-        elif not all(f.chunks[i][0] in self.hot for i in range(first, last + 1)):
+        elif not all(f.segments[i][0] in self.hot for i in range(first, last + 1)):
             return await trio.to_thread.run_sync(f.reader.read, offset, end - offset,
                                                  limiter=self.limiter)
         if first == last:
@@ -73,18 +85,18 @@ class ContentReader:
 
     def _loader(self, f: OpenFile, i: int):
         async def load() -> bytes:
-            return await trio.to_thread.run_sync(f.reader.read, f.starts[i], f.chunks[i][1],
+            return await trio.to_thread.run_sync(f.reader.read, f.starts[i], f.segments[i][1],
                                                  limiter=self.limiter)
         return load
 
     async def _chunk(self, f: OpenFile, i: int) -> bytes:
-        addr, size = f.chunks[i]
-        data = await self.hot.get(addr, self._loader(f, i))
-        if len(data) != size:  # kept for another file, whose list gave the real size
-            raise IntegrityError(f"chunk {addr} has {len(data)} bytes, not the {size} its "
-                                 "file lists")
+        key, size = f.segments[i]
+        data = await self.hot.get(key, self._loader(f, i))
+        if len(data) != size:  # kept for another file, whose list gave the real sizes
+            raise IntegrityError(f"chunks from {key[0][0]} on hold {len(data)} bytes, not the "
+                                 f"{size} the file lists")
         return data
 
     def _read_ahead(self, f: OpenFile, last: int) -> None:
-        for i in range(last + 1, min(last + 1 + READ_AHEAD_CHUNKS, len(f.chunks))):
-            self.hot.prefetch(f.chunks[i][0], self._loader(f, i))
+        for i in range(last + 1, min(last + 1 + READ_AHEAD_SEGMENTS, len(f.segments))):
+            self.hot.prefetch(f.segments[i][0], self._loader(f, i))

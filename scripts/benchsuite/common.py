@@ -125,6 +125,12 @@ def tree_bytes(path: str) -> int:
     return total
 
 
+def metadata_bytes(store: str) -> int:
+    """Bytes of a local store's metadata: tree and chunk-list objects (meta/) and, from
+    format 2 on, pack indexes (packidx/)."""
+    return sum(tree_bytes(os.path.join(store, d)) for d in ("meta", "packidx"))
+
+
 def rss_mib(pid: int) -> tuple[float, float]:
     """(current, peak) resident MiB of a live process."""
     values = {}

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -209,20 +210,40 @@ class Dvc:
 
 class GcsEmulator:
     """A fresh in-memory gcp-storage-emulator with one bucket (it slows as objects
-    accumulate, so every measurement gets a new one)."""
+    accumulate, so every measurement gets a new one), counting the HTTP requests it
+    serves: `requests()` is the count since the bucket was made."""
 
     BUCKET = "bench"
 
     def __init__(self):
         self.port = free_port()
         self.host = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [os.path.join(VENV_BIN, "gcp-storage-emulator"), "start", "--host=127.0.0.1",
-             f"--port={self.port}", "--in-memory", "-q"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        fd, self.counts = tempfile.mkstemp(prefix="gcs-requests-")
+        os.close(fd)
+        self.proc = subprocess.Popen([sys.executable, "-c", _COUNTING_EMULATOR, str(self.port),
+                                      self.counts],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
         wait_port(self.port, self.proc, "gcp-storage-emulator")
         self.env = dict(os.environ, STORAGE_EMULATOR_HOST=self.host)
         timed([sys.executable, "-c", _MAKE_BUCKET, self.BUCKET], env=self.env)
+        self.baseline = self._count()
+
+    def _count(self) -> int:
+        """Requests served so far: the emulator writes its count when signalled."""
+        os.truncate(self.counts, 0)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(self.counts) as f:
+                text = f.read()
+            if text.endswith("\n"):
+                return int(text)
+            time.sleep(0.01)
+        raise SystemExit("the GCS emulator did not report its request count")
+
+    def requests(self) -> int:
+        return self._count() - self.baseline
 
     def raw_upload(self, source: str) -> float:
         """Seconds for the raw google-cloud-storage client to upload every file of source as
@@ -231,6 +252,34 @@ class GcsEmulator:
 
     def close(self) -> None:
         stop(self.proc)
+        os.unlink(self.counts)
+
+
+# The emulator (its own single-threaded HTTP server), counting every request it routes;
+# SIGUSR1 writes the count, a line, into the file named on the command line. Its listen
+# backlog is raised from 5: with thousands of objects it takes long enough per request
+# that 8 clients connecting at once time out in the kernel's queue.
+_COUNTING_EMULATOR = """
+import os, signal, sys, time
+from gcp_storage_emulator import server
+server.server.HTTPServer.request_queue_size = 128
+port, counts = int(sys.argv[1]), sys.argv[2]
+served = [0]
+handle = server.Router.handle
+def counting(self, method):
+    served[0] += 1
+    return handle(self, method)
+server.Router.handle = counting
+def report(*_):
+    with open(counts, "w") as f:
+        f.write(f"{served[0]}\\n")
+signal.signal(signal.SIGUSR1, report)
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+emulator = server.create_server("127.0.0.1", port, in_memory=True)
+emulator.start()
+while True:
+    time.sleep(1)
+"""
 
 
 _CLIENT = """

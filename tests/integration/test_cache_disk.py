@@ -16,6 +16,7 @@ from support.cache import (MiB, block_cache, block_files, cached_reader, check_c
 
 from datamonfs.cache import blocks
 from datamonfs.cache.index import CacheIndex
+from datamonfs.core.chunks import ChunkRef
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_disk_fills_up_while_reading(tmp_path, small_fs, caplog):
     with caplog.at_level(logging.WARNING, "datamonfs.cache"):
         with cached_reader(small_fs / "cache", url) as (reader, counting):
             for _ in range(2):
-                assert all(reader.read_chunk(a, n) == d for a, n, d in chunks)
+                assert all(reader.read_chunk(ChunkRef(a, n)) == d for a, n, d in chunks)
             cached = reader.cache.stats()["entries"]
             assert 0 < cached < 12
             assert counting.chunk_gets() == 2 * 12 - cached  # the second pass hit what fit
@@ -74,7 +75,7 @@ def test_cache_on_a_full_disk_reads_uncached(tmp_path, small_fs, caplog):
         with cached_reader(small_fs / "cache", url) as (reader, counting):
             assert not reader.cache.index.available
             for _ in range(2):
-                assert all(reader.read_chunk(a, n) == d for a, n, d in chunks)
+                assert all(reader.read_chunk(ChunkRef(a, n)) == d for a, n, d in chunks)
             assert counting.chunk_gets() == 4
             stats = reader.cache.stats()
             assert (stats["available"], stats["entries"], stats["misses"]) == (False, 0, 4)

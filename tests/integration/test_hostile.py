@@ -8,6 +8,7 @@ import os
 import pytest
 from support.files import write
 
+from datamonfs.core.chunks import ChunkStore
 from datamonfs.core.encoding import VERSION, address, encode, is_address
 from datamonfs.core.model import Bundle
 from datamonfs.core.objects import ObjectStore
@@ -34,7 +35,7 @@ def plant(repository: Repository, entries: list) -> str:
 
 def chunk(repository: Repository, data: bytes) -> list:
     addr = address(data)
-    repository.chunks.put(addr, data)
+    repository.store.put(ChunkStore.loose_key(addr), data)
     return [[addr, len(data)]]
 
 
@@ -56,7 +57,7 @@ def test_symlinks_escaping_the_destination(cli, repository, tmp_path, target):
 
 def test_chunk_not_matching_its_address(cli, repository, tmp_path):
     good = chunk(repository, b"good bytes")
-    repository.store.put(repository.chunks.key(good[0][0]), b"evil bytes")
+    repository.store.put(ChunkStore.loose_key(good[0][0]), b"evil bytes")
     plant(repository, [["f.txt", "file", 0o644, 0, 10, good]])
     r = cli("bundle", "download", "r:bad", str(tmp_path / "out"), expect=4)
     assert "f.txt" in r.err and "corrupt" in r.err

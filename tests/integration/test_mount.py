@@ -243,7 +243,7 @@ def test_store_failure_mid_read_gives_eio_then_recovers(cli, daemon, tmp_path):
 
 
 class _store_down:
-    """Local store: its chunks vanish for a while. GCS: the emulator stops answering
+    """Local store: its packs vanish for a while. GCS: the emulator stops answering
     (SIGSTOP), so reads time out after the store's bounded retries."""
 
     def __init__(self, cli):
@@ -255,7 +255,7 @@ class _store_down:
 
         if self.url.startswith("file://"):
             root = self.url[len("file://"):]
-            os.rename(os.path.join(root, "chunk"), os.path.join(root, "chunk.away"))
+            os.rename(os.path.join(root, "pack"), os.path.join(root, "pack.away"))
         else:
             self.pid = emulator_pid(self.cli.env["STORAGE_EMULATOR_HOST"])
             os.kill(self.pid, signal.SIGSTOP)
@@ -266,7 +266,7 @@ class _store_down:
 
         if self.url.startswith("file://"):
             root = self.url[len("file://"):]
-            os.rename(os.path.join(root, "chunk.away"), os.path.join(root, "chunk"))
+            os.rename(os.path.join(root, "pack.away"), os.path.join(root, "pack"))
         else:
             os.kill(self.pid, signal.SIGCONT)
 

@@ -34,9 +34,13 @@ def test_two_uploads_to_one_branch_at_once_both_stay_reachable(cli, tmp_path):
 
 
 def chunk_keys(store_url: str) -> set[str]:
+    """The chunks of the store's packs whose index is stored (what writers can see)."""
+    from datamonfs.core.packs import PackIndex
     from datamonfs.core.stores import open_store
 
-    return set(open_store(store_url).list("chunk/"))
+    store = open_store(store_url)
+    return {addr for key in store.list("packidx/")
+            for addr, _, _ in PackIndex.parse(store.get(key), key.rsplit("/", 1)[1]).chunks}
 
 
 def test_killed_upload_leaves_no_bundle_and_rerun_uploads_only_the_rest(cli, tmp_path):

@@ -65,7 +65,7 @@ def store_chunks(store_url: str, sizes: list[int]) -> list[tuple[str, int, bytes
     chunks = []
     for i, n in enumerate(sizes):
         addr, data = chunk(n, i)
-        ChunkStore(store).put(addr, data)
+        store.put(ChunkStore.loose_key(addr), data)  # loose chunks (format 1): a key each
         chunks.append((addr, n, data))
     store.close()
     return chunks
@@ -103,20 +103,31 @@ def block_files(directory) -> dict[str, int]:
             for sub in os.listdir(root) for name in os.listdir(os.path.join(root, sub))}
 
 
+def block_path(directory, addr: str) -> str:
+    """The block file holding a cached chunk."""
+    with block_cache(directory) as cache:
+        from datamonfs.cache.index import Record
+
+        return cache.index.files.block_path(Record.unpack(cache._entry(addr.encode())).token)
+
+
 def check_consistent(directory) -> dict:
     """Open the cache (repairing it) and check that index and files agree exactly."""
     with block_cache(directory) as cache:
         index = cache.index
-        from datamonfs.cache.index import Record
+        from datamonfs.cache.index import FileRecord, Record
 
         with index.env.begin() as txn:
             entries = {k.decode(): Record.unpack(v) for k, v in txn.cursor(db=index.blocks_db)}
+            records = {t.hex(): FileRecord.unpack(v) for t, v in txn.cursor(db=index.files_db)}
             lru = [k for k, _ in txn.cursor(db=index.lru_db)]
             size = index.counter(txn, b"size")
         files = block_files(directory)
-        assert files == {rec.name(addr): rec.size for addr, rec in entries.items()}
+        assert files == {token: rec.bytes for token, rec in records.items()}
         assert size == sum(files.values())
-        assert sorted(k[8:].decode() for k in lru) == sorted(entries)
+        assert sorted(k[8:].hex() for k in lru) == sorted(records)
+        for rec in entries.values():
+            assert rec.offset + rec.size <= records[rec.token.hex()].bytes
         assert os.listdir(os.path.join(directory, "tmp")) == []
         for addr in entries:
             data = cache.peek(addr)

@@ -65,8 +65,7 @@ def tree_snapshot(repo, tree: str, prefix: str = "", mtimes: bool = False) -> di
         elif entry.kind == LINK:
             out[rel] = ("link", entry.target)
         else:
-            data = b"".join(repo.chunks.read_chunk(addr, size)
-                            for addr, size in repo.trees.chunks(entry))
+            data = b"".join(repo.chunks.read_chunks(repo.trees.chunks(entry)))
             out[rel] = ("file", entry.mode, entry.size, _digest(data),
                         entry.mtime if mtimes else None)
         if entry.xattrs:

@@ -15,7 +15,7 @@ from support.cache import MiB, block_cache, block_files, check_consistent, chunk
 
 from datamonfs.cache import LmdbMetaCache, blocks
 from datamonfs.cache.index import CacheIndex
-from datamonfs.core.chunks import MAX_CHUNK
+from datamonfs.core.chunks import LARGEST_CHUNK as MAX_CHUNK
 from datamonfs.core.encoding import address
 from datamonfs.errors import ConfigError, IntegrityError
 
@@ -112,7 +112,7 @@ def test_damaged_block_is_dropped_not_served(tmp_path, caplog, damage):
     with block_cache(tmp_path) as cache:
         cache.put(addr, data)
         (name,) = block_files(tmp_path)
-        path = os.path.join(tmp_path, "blocks", addr[:2], name)
+        path = os.path.join(tmp_path, "blocks", name[:2], name)
         if damage == "flip":
             with open(path, "r+b") as f:
                 f.seek(12345)
@@ -143,7 +143,7 @@ def test_every_range_read_checks_the_pieces_it_reads(tmp_path, caplog):
         assert cache.get_range(addr, 100, 4196) == data[100:4196]
         assert cache.get_range(addr, 40000, 40010) == data[40000:40010]
         (name,) = block_files(tmp_path)
-        path = os.path.join(tmp_path, "blocks", addr[:2], name)
+        path = os.path.join(tmp_path, "blocks", name[:2], name)
         with open(path, "r+b") as f:
             f.seek(40005)
             f.write(bytes([data[40005] ^ 0xFF]))

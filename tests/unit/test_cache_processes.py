@@ -129,8 +129,9 @@ reader = CachedChunkReader(cache, ChunkStore(counting))
 random.Random(os.getpid()).shuffle(chunks)
 while not os.path.exists(os.path.join(directory, "go")):
     time.sleep(0.01)
+from datamonfs.core.chunks import ChunkRef
 for addr, size in chunks:
-    assert address(reader.read_chunk(addr, size)) == addr
+    assert address(reader.read_chunk(ChunkRef(addr, size))) == addr
 print(json.dumps({"fetches": counting.chunk_gets()}))
 """
 

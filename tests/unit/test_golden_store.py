@@ -1,9 +1,11 @@
-"""The on-store format, pinned: docs/FORMAT.md's test vectors, and the golden store.
+"""The on-store format, pinned: docs/FORMAT.md's test vectors, and the golden stores.
 
-tests/data/golden-store/ was written once by scripts/make_golden_store.py (format version
-1); tests/data/golden-store.json says what a reader must find in it. Today's code must read
-it, and today's writers must write it again byte for byte: a store written by an earlier
-version has to stay readable, and new uploads have to deduplicate with it.
+tests/data/golden-store/ was written once by the writers of format 1 and is kept as it is;
+tests/data/golden-store-v2/ is that store plus bundles written by today's writers
+(scripts/make_golden_store.py, format 2). Each has a JSON file saying what a reader must
+find in it. Today's code must read both, and today's writers must write the second one
+again byte for byte: a store written by an earlier version has to stay readable, and new
+uploads have to deduplicate with what today's writers wrote.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import blake3
 import pytest
 
 from datamonfs.core import lineage
-from datamonfs.core.chunks import cut
+from datamonfs.core.chunks import V1, V2, ChunkStore, cut
 from datamonfs.core.encoding import VERSION, address, encode, is_address
 from datamonfs.core.model import xattrs_to_obj
+from datamonfs.core.packs import PackIndex
 from datamonfs.core.repository import BRANCH, LABEL, Repository
 from datamonfs.core.stores.base import check_key
 from datamonfs.core.stores.local import LocalStore
@@ -28,6 +31,8 @@ from datamonfs.core.stores.local import LocalStore
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(ROOT, "tests", "data")
 GOLDEN = os.path.join(DATA, "golden-store")
+GOLDEN_V2 = os.path.join(DATA, "golden-store-v2")
+STORES = {1: (GOLDEN, "golden-store.json"), 2: (GOLDEN_V2, "golden-store-v2.json")}
 FORMAT_MD = os.path.join(ROOT, "docs", "FORMAT.md")
 
 DRIFT = ("{what}\n\nThe on-store format has drifted from the golden store (format version "
@@ -50,15 +55,20 @@ def _script():
     return module
 
 
+@pytest.fixture(scope="module", params=sorted(STORES), ids=lambda v: f"format{v}")
+def version(request) -> int:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def expected() -> dict:
-    with open(os.path.join(DATA, "golden-store.json"), encoding="ascii") as f:
+def expected(version) -> dict:
+    with open(os.path.join(DATA, STORES[version][1]), encoding="ascii") as f:
         return json.load(f)
 
 
 @pytest.fixture(scope="module")
-def golden() -> Repository:
-    return Repository(LocalStore(GOLDEN, create=False))  # create=False: never writes
+def golden(version) -> Repository:
+    return Repository(LocalStore(STORES[version][0], create=False))  # never writes
 
 
 def _files(root: str) -> dict[str, bytes]:
@@ -102,13 +112,32 @@ VECTORS = [  # (object, its canonical encoding, its address)
      '{"Z":4,"a":5,"é":3,"ｚ":1,"🙂":2}'.encode(),
      "68fe12534cb184e59b05086699343d0a76eead2db94bbcaff2d9d7fbcc51e471"),
 ]
+PACK = "aa" * 32
+VECTORS_V2 = [  # format 2: a pack index, a chunks object and a tree naming packed chunks
+    ({"v": 2, "type": "packindex", "pack": PACK, "size": 5, "chunks": [[HELLO, 0, 5]]},
+     b'{"chunks":[["' + HELLO.encode() + b'",0,5]],"pack":"' + PACK.encode()
+     + b'","size":5,"type":"packindex","v":2}',
+     "5eb22750713276a72ff990b56a9ab283eefa7a45f0c8bd943858f65699702fba"),
+    ({"v": 2, "type": "chunks", "chunks": [[HELLO, 5], [HELLO, 5, 0, 0]], "packs": [PACK]},
+     b'{"chunks":[["' + HELLO.encode() + b'",5],["' + HELLO.encode() + b'",5,0,0]],"packs":["'
+     + PACK.encode() + b'"],"type":"chunks","v":2}',
+     "9ef5a7024112806417c1545fd4ec40a8b9771ff88cf136e64fd8988f26622a5a"),
+    ({"v": 2, "type": "tree", "entries": [
+        ["h", "file", 0o644, 0, 10, {"chunks": [[HELLO, 5, 0, 0], [HELLO, 5]], "packs": [PACK]}]]},
+     b'{"entries":[["h","file",420,0,10,{"chunks":[["' + HELLO.encode() + b'",5,0,0],["'
+     + HELLO.encode() + b'",5]],"packs":["' + PACK.encode() + b'"]}]],"type":"tree","v":2}',
+     "fddb39e85459a36579acd33e9739213eecd6544a630497d978aa4d89590e9c76"),
+]
 RAW = [(b"", "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"),
        (b"hello", HELLO)]
 CHUNKING_INPUT = (b"datamonfs chunking vector", 8 << 20)  # BLAKE3 XOF of this, 8 MiB
-CHUNKING_SIZES = [1586618, 641639, 1203732, 1303085, 1141619, 653368, 1385851, 472696]
+CHUNKING_SIZES = [1586618, 641639, 1203732, 1303085, 1141619, 653368, 1385851, 472696]  # V1
+CHUNKING_V2 = (1 << 20, [80574, 111824, 121891, 50208, 59402, 21273, 26237, 72842, 84428,
+                         82390, 68111, 86041, 99096, 84259])  # the first MiB, cut with V2
 
 
-@pytest.mark.parametrize("obj,data,addr", VECTORS, ids=[a[:8] for _, _, a in VECTORS])
+@pytest.mark.parametrize("obj,data,addr", VECTORS + VECTORS_V2,
+                         ids=[a[:8] for _, _, a in VECTORS + VECTORS_V2])
 def test_canonical_encoding_and_addresses_of_the_format_document(obj, data, addr):
     if encode(obj) != data:
         drift(f"docs/FORMAT.md §4.6: the canonical encoding of {obj!r:.200} is now\n  "
@@ -121,32 +150,44 @@ def test_raw_addresses_and_the_vectors_appear_in_the_format_document():
         assert address(data) == addr
     with open(FORMAT_MD, encoding="utf-8") as f:
         text = f.read()
-    missing = [a for a in [a for _, a in RAW] + [a for _, _, a in VECTORS] if a not in text]
+    vectors = [a for _, a in RAW] + [a for _, _, a in VECTORS + VECTORS_V2]
+    missing = [a for a in vectors if a not in text]
     assert not missing, f"docs/FORMAT.md lacks the test vectors {missing}"
-    assert " ".join(map(str, CHUNKING_SIZES)) in text
+    words = " ".join(text.split())
+    assert " ".join(map(str, CHUNKING_SIZES)) in words
+    assert " ".join(map(str, CHUNKING_V2[1])) in words
 
 
 def test_the_vectors_are_records_a_reader_accepts(tmp_path):
     repo = Repository(LocalStore(str(tmp_path)))
-    repo.chunks.put(HELLO, b"hello")
+    repo.store.put(ChunkStore.loose_key(HELLO), b"hello")
     for obj, _, addr in VECTORS[:3]:
         assert repo.objects.put(obj) == addr
     repo.store.put(f"bundle/demo/{VECTORS[3][2]}", VECTORS[3][1])
     bundle = repo.get_bundle("demo", VECTORS[3][2])
     walked = {p: e.kind for p, e in repo.walk(bundle)}
     assert walked == {"\x01\t\"q\"\\\x7fé🙂": "file", "l": "link", "sub": "dir"}
+    # Format 2: the pack index is what the writers read, and the tree's file reads back.
+    index = PackIndex.parse(VECTORS_V2[0][1], PACK)
+    assert [tuple(r) for r in index.refs()] == [(HELLO, 5, PACK, 0)]
+    repo.store.put(ChunkStore.pack_key(PACK), b"hello")
+    assert repo.objects.put(VECTORS_V2[1][0]) == VECTORS_V2[1][2]
+    tree = repo.objects.put(VECTORS_V2[2][0])
+    (entry,) = repo.trees.entries(tree)
+    assert b"".join(repo.chunks.read_chunks(repo.trees.chunks(entry))) == b"hellohello"
 
 
-def test_chunking_vector_of_the_format_document():
+def test_chunking_vectors_of_the_format_document():
     data = blake3.blake3(CHUNKING_INPUT[0]).digest(length=CHUNKING_INPUT[1])
-    assert [len(c) for c in cut(io.BytesIO(data))] == CHUNKING_SIZES
+    assert [len(c) for c in cut(io.BytesIO(data), V1)] == CHUNKING_SIZES
+    assert [len(c) for c in cut(io.BytesIO(data[:CHUNKING_V2[0]]), V2)] == CHUNKING_V2[1]
 
 
 # -- the golden store, read by today's code --------------------------------------------
 
-def test_every_key_is_of_the_layout_and_every_address_matches_its_bytes():
-    files = _files(GOLDEN)
-    assert 40 < len(files) < 100
+def test_every_key_is_of_the_layout_and_every_address_matches_its_bytes(version):
+    files = _files(STORES[version][0])
+    assert 40 < len(files) < 200
     for key, data in files.items():
         check_key(key)
         kind, *rest = key.split("/")
@@ -157,22 +198,28 @@ def test_every_key_is_of_the_layout_and_every_address_matches_its_bytes():
         elif kind == "lineage":  # lineage/IN-REPO/IN-ID/OUT-REPO/OUT-ID, empty (§2.3)
             assert len(rest) == 4 and is_address(rest[1]) and is_address(rest[3]), key
             assert data == b"", key
+        elif kind == "packidx":
+            index = PackIndex.parse(data, rest[1])
+            pack = files[ChunkStore.pack_key(rest[1])]
+            assert rest[0] == rest[1][:2] and index.size == len(pack), key
+            assert all(address(pack[o:o + n]) == a for a, o, n in index.chunks), key
         else:
-            assert kind in ("repo", "ref"), key
+            assert kind in ("repo", "ref", "pack") and version >= 2 or kind in ("repo", "ref"), key
 
 
-def test_every_ref_resolves_to_its_bundle(golden, expected):
-    assert expected["format"] == VERSION
+def test_every_ref_resolves_to_its_bundle(golden, expected, version):
+    assert expected["format"] == version
     for ref, bundle_id in expected["refs"].items():
         assert golden.resolve(ref).id == bundle_id, ref
     for log, ids in expected["logs"].items():
         kind, name = log.split("/")
         assert [r.bundle for r in golden.ref_log(expected["repo"], kind, name)] == ids, log
-    assert [r.name for r in golden.list_refs(expected["repo"], BRANCH)] == [
-        "attrs", "derived", "dev", "main"]
+    branches = ["attrs", "derived", "dev", "main"] + (["packed"] if version >= 2 else [])
+    assert [r.name for r in golden.list_refs(expected["repo"], BRANCH)] == branches
     assert [r.name for r in golden.list_refs(expected["repo"], LABEL)] == ["v1"]
     assert [b.id for b in golden.list_bundles(expected["repo"])] == \
-        [expected["bundles"][t]["id"] for t in ("D", "C", "B", "A")]
+        [expected["bundles"][t]["id"] for t in ("F", "E", "D", "C", "B", "A")
+         if t in expected["bundles"]]
 
 
 def test_lineage_markers_name_what_was_made_from_each_bundle(golden, expected):
@@ -188,14 +235,16 @@ def test_lineage_markers_name_what_was_made_from_each_bundle(golden, expected):
     assert graph.edges == [((repo, expected["bundles"]["A"]["id"]), (repo, c))]
 
 
-@pytest.mark.parametrize("tag", ["A", "B", "C", "D"])
+@pytest.mark.parametrize("tag", ["A", "B", "C", "D", "E", "F"])
 def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
+    if tag not in expected["bundles"]:
+        pytest.skip(f"no bundle {tag} in format {expected['format']}")
     want = expected["bundles"][tag]
     b = golden.get_bundle(expected["repo"], want["id"])
     assert (b.tree, list(b.parents), b.time, b.files, b.bytes, b.message) == (
         want["tree"], want["parents"], want["time"], want["files"], want["bytes"],
         want["message"])
-    # What it was made from (§5.5): only C records it; A, B and D have neither member.
+    # What it was made from (§5.5): C (format 1) and F (format 2) record it.
     assert b.provenance.to_obj() == {k: want[k] for k in ("inputs", "process") if k in want}
     seen = []
     for path, e in golden.walk(b):
@@ -205,9 +254,14 @@ def test_every_entry_and_every_byte_of_a_bundle(golden, expected, tag):
                                                      w["size"]), path
         if e.kind == "file":
             chunks = golden.trees.chunks(e)
-            data = b"".join(golden.chunks.read_chunk(a, s) for a, s in chunks)
-            assert (address(data), len(chunks), e.chunklist) == (
-                w["blake3"], w["chunks"], w.get("chunklist")), path
+            data = b"".join(golden.chunks.read_chunks(chunks))
+            assert (address(data), len(chunks)) == (w["blake3"], w["chunks"]), path
+            if "chunklist" in w or "loose" not in w:
+                assert e.chunklist == w.get("chunklist"), path
+            packs = {c.pack for c in chunks if c.pack}
+            assert len(packs) == w.get("packs", 0), path
+            assert sum(c.pack is None for c in chunks) == w.get("loose", len(chunks) - sum(
+                c.pack is not None for c in chunks)), path
             assert xattrs_to_obj(e.xattrs) == w.get("xattrs", {}), path
         elif e.kind == "dir":
             pages = golden.trees.directory(e.tree).pages
@@ -234,9 +288,11 @@ def test_lookups_in_the_paged_directory(golden, expected):
 
 # -- the golden store, written again by today's code -----------------------------------
 
-def test_the_writers_write_the_golden_store_again_byte_for_byte(tmp_path, expected):
-    doc = _script().build(str(tmp_path / "store"))
-    have, want = _files(str(tmp_path / "store")), _files(GOLDEN)
+def test_the_writers_write_the_golden_store_again_byte_for_byte(tmp_path):
+    with open(os.path.join(DATA, STORES[VERSION][1]), encoding="ascii") as f:
+        expected = json.load(f)
+    doc = _script().build(str(tmp_path / "store"), GOLDEN)
+    have, want = _files(str(tmp_path / "store")), _files(GOLDEN_V2)
     problems = [f"missing {k}" for k in sorted(want.keys() - have.keys())]
     problems += [f"new {k}: {have[k][:200]!r}" for k in sorted(have.keys() - want.keys())]
     problems += [f"changed {k}:\n  was {want[k][:200]!r}\n  now {have[k][:200]!r}"
@@ -245,5 +301,5 @@ def test_the_writers_write_the_golden_store_again_byte_for_byte(tmp_path, expect
         drift("Today's writers do not write the golden store again:\n"
               + "\n".join(problems[:12]) + ("\n..." if len(problems) > 12 else ""))
     if doc != expected:
-        drift("The golden store is written again, but tests/data/golden-store.json says "
+        drift("The golden store is written again, but tests/data/golden-store-v2.json says "
               "something else about it.")

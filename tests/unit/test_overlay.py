@@ -27,7 +27,7 @@ class Content:
     """A base file's content reader over bytes (what the block cache's FileReader does)."""
 
     def __init__(self, repo, chunks):
-        self.data = b"".join(repo.chunks.read_chunk(a, s) for a, s in chunks)
+        self.data = b"".join(repo.chunks.read_chunks(chunks))
 
     def read(self, offset, length):
         return self.data[offset:offset + length]

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datamonfs.core import rules
+from datamonfs.core.chunks import ChunkRef
 from datamonfs.core.encoding import encode
 from datamonfs.core.model import DIR, FILE, LINK, Entry, xattrs_to_obj
 from datamonfs.errors import IntegrityError
@@ -27,22 +28,28 @@ xattr_sets = st.dictionaries(names, st.binary(max_size=300), max_size=6).map(
     lambda d: tuple(sorted(d.items())))
 
 
+PACKED = "packed"  # a file whose chunk is in a pack (format 2): its location comes first
+
+
 def entry(kind: str, xattrs) -> Entry:
     if kind == FILE:
-        return Entry("f", FILE, 0o644, 5, 5, chunks=((HELLO, 5),), xattrs=xattrs)
+        return Entry("f", FILE, 0o644, 5, 5, chunks=(ChunkRef(HELLO, 5),), xattrs=xattrs)
+    if kind == PACKED:
+        return Entry("f", FILE, 0o644, 5, 5, chunks=(ChunkRef(HELLO, 5, "aa" * 32, 7),),
+                     xattrs=xattrs)
     if kind == DIR:
         return Entry("d", DIR, 0o755, 5, 0, tree=TREE, files=0, xattrs=xattrs)
     return Entry("l", LINK, 0o777, 5, 1, target="f")
 
 
 @settings(max_examples=200, deadline=None)
-@given(kind=st.sampled_from([FILE, DIR]), xattrs=xattr_sets)
+@given(kind=st.sampled_from([FILE, DIR, PACKED]), xattrs=xattr_sets)
 def test_entries_with_attributes_round_trip_through_the_canonical_encoding(kind, xattrs):
     e = entry(kind, xattrs)
     obj = e.to_obj()
     assert len(obj) == (7 if xattrs else 6)  # absent when empty: old bundles unchanged
     raw = json.loads(encode({"entries": [obj]}))["entries"][0]
-    assert Entry.from_obj(raw, "test") == e
+    assert Entry.from_obj(raw, "test", version=2) == e
 
 
 def _with(optional) -> list:

@@ -112,8 +112,8 @@ class GCSStore(Store):
                               **kwargs)
             except self._gexc.NotFound:
                 raise self._missing(key) from None
-            except self._gexc.PreconditionFailed:
-                raise
+            except (self._gexc.PreconditionFailed, self._gexc.RequestRangeNotSatisfiable):
+                raise  # answers, for put_if_absent and get_range
             except Exception as e:
                 if not self._transient(e):
                     raise StoreUnavailable(f"store {self.url} failed on {key}: {_one_line(e)}; "
@@ -148,10 +148,15 @@ class GCSStore(Store):
         return self._call(key, blob.download_as_bytes, checksum=None)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes [start, start + length) of a key, fewer past its end (as a file's pread)."""
         if length <= 0:
             return b""
         blob = self._blob(key)
-        return self._call(key, blob.download_as_bytes, start=start, end=start + length - 1, checksum=None)
+        try:
+            return self._call(key, blob.download_as_bytes, start=start, end=start + length - 1,
+                              checksum=None)
+        except self._gexc.RequestRangeNotSatisfiable:  # 416: the range starts past the end
+            return b""
 
     def put(self, key: str, data: bytes) -> None:
         blob = self._blob(key)

@@ -46,8 +46,9 @@ CREATE TABLE IF NOT EXISTS nodes (
     tree TEXT,                          -- dirs: the base tree its listing starts from
                                         -- (NULL: none, a directory made here)
     origin TEXT,                        -- the base entry it started as (Entry.to_obj as
-                                        -- JSON), or NULL for a node made here; commit
-                                        -- keeps what still equals it
+                                        -- JSON: a file's body in the form of either
+                                        -- store format), or NULL for a node made here;
+                                        -- commit keeps what still equals it
     staged INTEGER NOT NULL DEFAULT 0,  -- files: 1 when data/INO holds written ranges
     base_limit INTEGER NOT NULL DEFAULT 0,  -- files: the origin's bytes show below this
                                         -- offset (lowered by a shrinking truncate);
