@@ -8,10 +8,10 @@ tree address without being read, a renamed directory (`Keep`) keeps its whole
 subtree, and only directories on the path to a change are written again.
 
 A changed file (`NewFile`) says which byte ranges may differ from the file it
-started from. FastCDC's cut points depend only on the bytes since the last cut,
-so cutting restarts at the start of the base chunk holding the first changed
-byte (or the byte before it: a cut point also hashes the byte after it), and stops
-as soon as a new cut lands on an old one past the last change:
+started from. FastCDC's cut points depend only on the bytes since the last cut
+and the one byte at the cut (its test includes it), so cutting restarts at the
+start of the base chunk holding the byte before the first changed one, and stops
+as soon as a new cut lands on an old one at or past the end of the last change:
 the old chunk list's tail is reused as is. The result is the chunk list a fresh
 upload of the new content would produce, at the cost of the changed region. A file
 cut with format 1's larger chunks is re-cut with those (chunks.cutting_of), so that
@@ -188,9 +188,9 @@ class TreeCommit:
                          chunklist=base.chunklist, xattrs=f.xattrs)
         old = self.repo.trees.chunks(base) if base else []
         starts = [0, *itertools.accumulate(c.size for c in old)]
-        # FastCDC's cut at p also hashes byte p (the next chunk's first), so a change at
-        # a chunk's first byte can move the cut before it: restart at the chunk holding
-        # the byte before the first change.
+        # The chunk holding the byte before the first change: whether a chunk ends where
+        # the change begins depends on the changed byte too (FastCDC tests the hash at
+        # the cut including the byte there).
         k = max(0, min(bisect.bisect_right(starts, first - 1) - 1, len(old) - 1))
         chunks = old[:k]
         pos = starts[k] if old else 0

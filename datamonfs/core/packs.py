@@ -22,6 +22,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Protocol
@@ -167,7 +168,11 @@ def refresh(chunks: ChunkStore, locations: ChunkLocations) -> int:
 
 class PackWriter:
     """Appends chunks to an open pack and hands it, sealed, to a bounded pool that stores
-    the pack and then its index; `stored(index)` is called after both are."""
+    the pack and then its index; `stored(index)` is called after both are.
+
+    A pack is filled in a buffer that is reused once its pack is stored: an upload holds
+    UPLOADS + 1 buffers whatever its size, and copies each chunk once (a list of chunks
+    joined when sealed cost a second copy, and fresh memory, of every pack)."""
 
     def __init__(self, chunks: ChunkStore, stored: Callable[[PackIndex], None],
                  new_id: Callable[[], str] | None = None):
@@ -176,13 +181,14 @@ class PackWriter:
         self.new_id = new_id or new_pack_id
         self.pool = ThreadPoolExecutor(UPLOADS, thread_name_prefix="pack-upload")
         self.slots = threading.BoundedSemaphore(UPLOADS)
+        self.spare: deque[bytearray] = deque()  # buffers of stored packs, for the next ones
         self.error: BaseException | None = None
         self.packs = 0  # sealed so far
         self._open()
 
     def _open(self) -> None:
         self.id = self.new_id()
-        self.parts: list[bytes] = []
+        self.buf = self.spare.pop() if self.spare else bytearray()
         self.listed: list[tuple[str, int, int]] = []
         self.size = 0
         self.opened = 0.0
@@ -190,38 +196,39 @@ class PackWriter:
     def add(self, addr: str, data: bytes) -> ChunkRef:
         """Place a chunk in the open pack: where it will be once the pack is stored."""
         self._raise_error()
-        if self.parts and (self.size + len(data) > PACK_TARGET
-                           or time.monotonic() - self.opened > PACK_AGE):
+        if self.listed and (self.size + len(data) > PACK_TARGET
+                            or time.monotonic() - self.opened > PACK_AGE):
             self.seal()
-        if not self.parts:
+        if not self.listed:
             self.opened = time.monotonic()
         ref = ChunkRef(addr, len(data), self.id, self.size)
-        self.parts.append(data)
+        end = self.size + len(data)
+        self.buf[self.size:end] = data  # in place; grows the buffer while it is too short
         self.listed.append((addr, self.size, len(data)))
-        self.size += len(data)
+        self.size = end
         return ref
 
     def seal(self) -> None:
         """Send the open pack to be stored (waiting while UPLOADS others are) and open another."""
-        if not self.parts:
+        if not self.listed:
             return
-        index, parts = PackIndex(self.id, tuple(self.listed)), self.parts
+        self.slots.acquire()  # first: the pack that frees the slot gives its buffer back
+        index, buf, size = PackIndex(self.id, tuple(self.listed)), self.buf, self.size
         self._open()
-        self.slots.acquire()
         self.packs += 1
-        self.pool.submit(self._store, index, parts)
+        self.pool.submit(self._store, index, buf, size)
 
-    def _store(self, index: PackIndex, parts: list[bytes]) -> None:
+    def _store(self, index: PackIndex, buf: bytearray, size: int) -> None:
         try:
             if self.error is None:
-                data = b"".join(parts)  # here, not in the thread that cuts
-                parts.clear()
-                self.chunks.store.put(self.chunks.pack_key(index.pack), data)
+                with memoryview(buf) as whole, whole[:size] as data:
+                    self.chunks.store.put(self.chunks.pack_key(index.pack), data)
                 self.chunks.store.put(self.chunks.index_key(index.pack), encode(index.to_obj()))
                 self.stored(index)
         except BaseException as e:  # reported to the writing thread
             self.error = self.error or e
         finally:
+            self.spare.append(buf)
             self.slots.release()
 
     def _raise_error(self) -> None:

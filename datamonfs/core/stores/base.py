@@ -70,8 +70,9 @@ class Store(abc.ABC):
     def get_range(self, key: str, start: int, length: int) -> bytes: ...
 
     @abc.abstractmethod
-    def put(self, key: str, data: bytes) -> None:
-        """Write atomically: readers see the old value or the whole new one."""
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        """Write atomically: readers see the old value or the whole new one. `data` may be
+        a view of a buffer the caller reuses once put returns (a pack's), never kept."""
 
     @abc.abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:
@@ -107,7 +108,7 @@ class ForwardingStore(Store):
     def get_range(self, key: str, start: int, length: int) -> bytes:
         return self.inner.get_range(key, start, length)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         self.inner.put(key, data)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:

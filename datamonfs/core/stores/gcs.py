@@ -158,8 +158,10 @@ class GCSStore(Store):
         except self._gexc.RequestRangeNotSatisfiable:  # 416: the range starts past the end
             return b""
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         blob = self._blob(key)
+        if not isinstance(data, bytes):  # a pack's buffer (the client takes bytes only)
+            data = bytes(data)
         self._call(key, blob.upload_from_string, data, content_type="application/octet-stream")
 
     def put_if_absent(self, key: str, data: bytes) -> bool:

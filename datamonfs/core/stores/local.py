@@ -95,7 +95,7 @@ class LocalStore(Store):
             self._writer = (pid, f"{self._boot}.{pid}.{_start_time(pid)}")
         return os.path.join(self._tmp, f"{self._writer[1]}.{os.urandom(6).hex()}")
 
-    def _write_temp(self, data: bytes) -> str:
+    def _write_temp(self, data: bytes | memoryview) -> str:
         tmp = self._temp_name()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
@@ -113,7 +113,7 @@ class LocalStore(Store):
     def _parent(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
         try:
             self._parent(path)
