@@ -30,6 +30,7 @@ class CountingStore(ForwardingStore):
         super().__init__(inner)
         self.delay = delay
         self.gets: Counter[str] = Counter()
+        self.ranges: list[tuple[str, int, int]] = []  # get_range calls: key, start, length
         self.active = self.max_active = 0
         self._lock = threading.Lock()
 
@@ -45,8 +46,29 @@ class CountingStore(ForwardingStore):
             with self._lock:
                 self.active -= 1
 
+    def get_range(self, key, start, length):
+        with self._lock:
+            self.ranges.append((key, start, length))
+        return self.inner.get_range(key, start, length)
+
     def chunk_gets(self) -> int:
         return sum(n for key, n in self.gets.items() if key.startswith("chunk/"))
+
+    def content_bytes(self) -> tuple[int, bool]:
+        """The bytes of file content read (loose chunks whole, pack ranges), and whether
+        any byte was read twice."""
+        total, twice, seen = 0, False, {}
+        for key, start, length in self.ranges:
+            if key.startswith("pack/"):
+                total += length
+                spans = seen.setdefault(key, [])
+                twice = twice or any(s < start + length and start < e for s, e in spans)
+                spans.append((start, start + length))
+        for key, n in self.gets.items():
+            if key.startswith(("chunk/", "pack/")):
+                total += n * len(self.inner.get(key))
+                twice = twice or n > 1
+        return total, twice
 
 
 def blob(n: int, seed: int) -> bytes:
