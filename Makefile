@@ -19,10 +19,12 @@ SIZE ?= default
 demo: deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
-# Every test: the unit tier, then the integration tier (real mounts, daemons, the GCS emulator).
+# Every test: the unit and integration tiers (real mounts, daemons, the GCS emulator), on two
+# workers: each test has its own directories, store, daemon, socket and emulator port, and
+# most of a FUSE test's time is spent waiting, not computing.
 test: deps
 	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(TEST_APT_PACKAGES)"
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
+	$(VENV)/bin/pytest -q -n 2 $(PYTEST_ARGS) tests
 
 # Before every commit, in about a minute: the linter and the unit tier without the emulator.
 check: deps
