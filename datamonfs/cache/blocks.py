@@ -25,6 +25,7 @@ once across threads and processes: fetch.py.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -42,6 +43,10 @@ from .index import (PIECE, CacheIndex, FileRecord, Record, log, lru_key, piece_d
 FLUSH_INTERVAL = 1.0  # seconds between recency/counter writes while only hits happen
 DEFAULT_LIMIT = 10 << 30
 FREE_SHARE = 0.2  # of the space available to the cache, by default
+
+
+class WouldBlock(Exception):
+    """The bytes are cached but not all in memory: read them in a thread (RWF_NOWAIT)."""
 
 
 def default_limit(index: CacheIndex) -> int:
@@ -67,6 +72,7 @@ class BlockCache:
         self._counts: Counter[str] = Counter()
         self._flush_lock = threading.Lock()
         self._next_flush = time.monotonic() + FLUSH_INTERVAL
+        self._nowait = True  # False where the file system refuses RWF_NOWAIT (tmpfs)
 
     # -- reading -------------------------------------------------------------
 
@@ -82,12 +88,93 @@ class BlockCache:
         """Like get, without counting a hit or a miss."""
         return self._read(addr, 0, None, size)
 
-    def get_range(self, addr: str, start: int, end: int, size: int | None = None) -> bytes | None:
+    def get_range(self, addr: str, start: int, end: int, size: int | None = None,
+                  nowait: bool = False) -> bytes | None:
         """Bytes [start, end) of a cached chunk, or None (counted as a miss). Only the
-        pieces holding the range are read, and each is checked against its digest."""
-        data = self._read(addr, start, end, size)
+        pieces holding the range are read, and each is checked against its digest. With
+        `nowait` (on the event loop), WouldBlock where a read would wait for the disk, or
+        where the chunk is missing or damaged: nothing is written then (see read_into)."""
+        data = self._read(addr, start, end, size, nowait)
         self._count("hits" if data is not None else "misses")
         return data
+
+    def read_into(self, refs: Sequence[tuple[str, int]], buf, nowait: bool = False) -> bool:
+        """Fill `buf` with the chunks of `refs` ((address, listed size), their sizes adding
+        up to len(buf)), each checked: True when all were cached and good, else False (a
+        damaged file dropped). Neighbours in one block file are read with one preadv,
+        straight into `buf`: no copy but the kernel's.
+
+        With `nowait` the caller is the event loop: a read the page cache cannot answer at
+        once (RWF_NOWAIT), a miss and a damaged file all raise WouldBlock, and nothing is
+        written (no drop, no recency flush: LMDB's writer lock may be held by another
+        process), so the thread the caller falls back to does what must be done."""
+        env = self.index.env
+        if env is None or (nowait and not self._nowait):
+            if nowait:
+                raise WouldBlock
+            return False
+        with env.begin(db=self.index.blocks_db) as txn:
+            raws = [txn.get(addr.encode()) for addr, _ in refs]
+        recs = [Record.unpack(raw) if raw else None for raw in raws]
+        for (addr, size), rec in zip(refs, recs):
+            if rec is None:
+                if nowait:
+                    raise WouldBlock
+                return False  # the caller's per-chunk path fetches it (and drops a bad entry)
+            if rec.size != size:
+                raise IntegrityError(f"chunk {addr} has {rec.size} bytes, not the {size} its "
+                                     "file lists")
+        view = memoryview(buf)
+        at, i, tokens = 0, 0, set()
+        while i < len(recs):
+            j = i + 1  # recs[i:j]: neighbours in one file
+            while j < len(recs) and recs[j].token == recs[i].token and \
+                    recs[j].offset == recs[j - 1].offset + recs[j - 1].size:
+                j += 1
+            length = recs[j - 1].offset + recs[j - 1].size - recs[i].offset
+            path = self.index.files.block_path(recs[i].token)
+            got = self._preadv(path, recs[i].offset, view[at:at + length], nowait)
+            good = got == length
+            for k in range(i, j):
+                if good and piece_digests(view[at:at + recs[k].size]) != recs[k].digests:
+                    good = False
+                at += recs[k].size
+            if not good:
+                if nowait:
+                    raise WouldBlock
+                if got is not None:  # else evicted since the lookup
+                    log.warning("cached block %s is corrupt (size or checksum mismatch); "
+                                "dropped it, its chunks will be fetched again", path)
+                self._drop(refs[i][0].encode(), raws[i])
+                return False
+            tokens.add(recs[i].token)
+            i = j
+        for token in tokens:
+            self._touch(token, flush=not nowait)
+        self._count("hits", len(refs))
+        return True
+
+    def _preadv(self, path: str, offset: int, view: memoryview, nowait: bool) -> int | None:
+        """Read len(view) bytes of a block file into view: how many it had, None when the
+        file is gone; with `nowait`, WouldBlock when the page cache does not hold them all."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            n = os.preadv(fd, [view], offset, os.RWF_NOWAIT if nowait else 0)
+        except BlockingIOError:
+            raise WouldBlock from None
+        except OSError as e:
+            if nowait and e.errno == errno.EOPNOTSUPP:  # tmpfs: always in threads
+                self._nowait = False
+                raise WouldBlock from None
+            raise
+        finally:
+            os.close(fd)
+        if n != len(view) and nowait:
+            raise WouldBlock  # partly in memory, or short: the thread finds out which
+        return n
 
     def get_many(self, refs: Sequence[tuple[str, int]]) -> list[bytes | None]:
         """get() of each (address, listed size), with one index transaction, and one read
@@ -140,10 +227,13 @@ class BlockCache:
                 return  # the rest of the file went with it
         self._touch(token)
 
-    def _read(self, addr: str, start: int, end: int | None, size: int | None) -> bytes | None:
+    def _read(self, addr: str, start: int, end: int | None, size: int | None,
+              nowait: bool = False) -> bytes | None:
         key = addr.encode()
         raw = self._entry(key)
         if raw is None:
+            if nowait:
+                raise WouldBlock
             return None
         rec = Record.unpack(raw)
         data = None
@@ -154,14 +244,17 @@ class BlockCache:
             end = rec.size if end is None else end
             if not 0 <= start <= end <= rec.size:
                 raise ValueError(f"range [{start}, {end}) is outside chunk {addr}")
-            data = self._read_pieces(rec, start, end)
+            data = self._read_pieces(rec, start, end, nowait)
         if data is None:
+            if nowait:
+                raise WouldBlock
             self._drop(key, raw)
             return None
-        self._touch(rec.token)
+        self._touch(rec.token, flush=not nowait)
         return data
 
-    def _read_pieces(self, rec: Record, start: int, end: int) -> bytes | None:
+    def _read_pieces(self, rec: Record, start: int, end: int,
+                     nowait: bool = False) -> bytes | None:
         """Bytes [start, end) of a chunk, read from its file by whole pieces and checked;
         None when the file is gone (evicted since the lookup) or damaged."""
         if start == end:
@@ -170,42 +263,59 @@ class BlockCache:
         offset = first * PIECE
         length = min((last + 1) * PIECE, rec.size) - offset
         path = self.index.files.block_path(rec.token)
-        data = _pread(path, rec.offset + offset, length)
-        if data is None:
+        if nowait and not self._nowait:
+            raise WouldBlock
+        data = bytearray(length)
+        got = self._preadv(path, rec.offset + offset, memoryview(data), nowait)
+        if got is None:
             return None
-        if len(data) != length or piece_digests(data) != rec.digests[8 * first:8 * (last + 1)]:
+        if got != length or piece_digests(data) != rec.digests[8 * first:8 * (last + 1)]:
+            if nowait:
+                raise WouldBlock
             log.warning("cached block %s is corrupt (size or checksum mismatch); dropped it, "
                         "its chunks will be fetched again", path)
             return None
         if (start, end) == (offset, offset + length):
-            return data
+            return bytes(data)
         return data[start - offset:end - offset]
 
-    def _touch(self, token: bytes) -> None:
+    def _touch(self, token: bytes, flush: bool = True) -> None:
         with self._lock:
             self._touched[token] = time.time_ns()
-        if time.monotonic() >= self._next_flush:
+        if flush and time.monotonic() >= self._next_flush:
             self._flush()
 
     def contains(self, addr: str) -> bool:
         return self._entry(addr.encode()) is not None
 
-    def preload(self, addr: str) -> bool:
-        """True when the chunk is cached; then the kernel is asked to start reading it, so
-        that a sequential reader finds the next chunks in memory, not on disk."""
-        raw = self._entry(addr.encode())
-        rec = Record.unpack(raw) if raw else None
-        if rec is None:
-            return False
-        try:
-            fd = os.open(self.index.files.block_path(rec.token), os.O_RDONLY)
-        except OSError:
-            return True  # evicted meanwhile: the read will miss and fetch it
-        try:
-            os.posix_fadvise(fd, rec.offset, rec.size, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
-        return True
+    def preload(self, addrs: Sequence[str]) -> list[bool]:
+        """Which chunks are cached; for those, the kernel is asked to start reading them
+        (one fadvise per run of neighbours in a block file, not one per chunk), so that a
+        sequential reader finds the next chunks in memory, not on disk."""
+        env = self.index.env
+        if env is None:
+            return [False] * len(addrs)
+        with env.begin(db=self.index.blocks_db) as txn:
+            recs = [Record.unpack(raw) if raw else None
+                    for raw in (txn.get(addr.encode()) for addr in addrs)]
+        spans: list[list] = []  # [token, offset, end]
+        for rec in recs:
+            if rec is None:
+                continue
+            if spans and spans[-1][0] == rec.token and spans[-1][2] == rec.offset:
+                spans[-1][2] = rec.offset + rec.size
+            else:
+                spans.append([rec.token, rec.offset, rec.offset + rec.size])
+        for token, offset, end in spans:
+            try:
+                fd = os.open(self.index.files.block_path(token), os.O_RDONLY)
+            except OSError:
+                continue  # evicted meanwhile: the read will miss and fetch it
+            try:
+                os.posix_fadvise(fd, offset, end - offset, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+        return [rec is not None for rec in recs]
 
     def _entry(self, key: bytes) -> bytes | None:
         env = self.index.env

@@ -16,6 +16,7 @@ import itertools
 import threading
 
 from ..core.chunks import MAX_CHUNK, ChunkRef, MiB
+from .blocks import WouldBlock
 from .reader import CachedChunkReader
 
 FIRST_AHEAD = 1 * MiB
@@ -46,6 +47,10 @@ class FileReader:
         first = bisect.bisect_right(self._starts, offset) - 1
         last = bisect.bisect_right(self._starts, end - 1) - 1
         self.reader.prefetch(self._read_ahead(offset, end, last))
+        if offset == self._starts[first] and end == self._starts[last + 1]:
+            data = self.reader.read_cached(self.chunks[first:last + 1])  # whole chunks, one buffer
+            if data is not None:
+                return data
         with self._lock:
             kept = {i: self._kept[i] for i in range(first, last + 1) if i in self._kept}
         # Read whole, in one batch: the chunks the read covers, and the small ones it
@@ -67,6 +72,30 @@ class FileReader:
             else:
                 pieces.append(data if (a, b) == (0, len(data)) else data[a:b])
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def read_nowait(self, offset: int, length: int) -> bytes | None:
+        """read() answered on the event loop, without a thread: whole chunks, or a range of
+        one, that are cached and whose pages the kernel holds; else None (read() in a
+        thread then fetches, drops what is damaged, reads ahead)."""
+        end = min(offset + length, self.size)
+        if offset >= end:
+            return b""
+        first = bisect.bisect_right(self._starts, offset) - 1
+        last = bisect.bisect_right(self._starts, end - 1) - 1
+        try:
+            if offset == self._starts[first] and end == self._starts[last + 1]:
+                data = self.reader.read_cached(self.chunks[first:last + 1], nowait=True)
+            elif first == last:
+                start = self._starts[first]
+                data = self.reader.read_range(self.chunks[first], offset - start, end - start,
+                                              nowait=True)
+            else:
+                return None
+        except WouldBlock:
+            return None
+        with self._lock:
+            self._next = end  # the next read in a thread is still sequential
+        return data
 
     def _keep(self, items) -> None:
         with self._lock:

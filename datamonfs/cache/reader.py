@@ -19,7 +19,7 @@ from typing import Sequence
 from ..core.chunks import ChunkReader, ChunkRef, runs
 from ..core.stores.base import deadline, time_left
 from ..errors import IntegrityError, StoreUnavailable
-from .blocks import BlockCache
+from .blocks import BlockCache, WouldBlock
 from .fetch import FETCH_WAIT, Fetcher
 from .index import log
 
@@ -60,16 +60,30 @@ class CachedChunkReader:
                    for ref, data in zip(refs, out)]
         return out  # type: ignore[return-value]
 
-    def read_range(self, ref: ChunkRef, start: int, end: int) -> bytes:
+    def read_range(self, ref: ChunkRef, start: int, end: int, nowait: bool = False) -> bytes:
         """Bytes [start, end) of the chunk: on a hit, only the pieces holding them are
-        read (see BlockCache.get_range); on a miss the chunk is fetched and cached whole."""
+        read (see BlockCache.get_range); on a miss the chunk is fetched and cached whole.
+        With `nowait`, on the event loop: WouldBlock where a thread must do it."""
         if not 0 <= start <= end <= ref.size:
             raise ValueError(f"range [{start}, {end}) is outside a chunk of {ref.size} bytes")
         if self.cache is not None:
-            data = self.cache.get_range(ref.addr, start, end, ref.size)
+            data = self.cache.get_range(ref.addr, start, end, ref.size, nowait)
             if data is not None:
                 return data
+        elif nowait:
+            raise WouldBlock
         return self.read_chunk(ref)[start:end]
+
+    def read_cached(self, refs: Sequence[ChunkRef], nowait: bool = False) -> bytearray | None:
+        """The bytes of consecutive chunks in one buffer when all are cached and good, else
+        None: read straight into it (BlockCache.read_into). With `nowait`, on the event
+        loop: WouldBlock where a thread must do it."""
+        if self.cache is None:
+            if nowait:
+                raise WouldBlock
+            return None
+        buf = bytearray(sum(ref.size for ref in refs))
+        return buf if self.cache.read_into([ref.content for ref in refs], buf, nowait) else None
 
     def fill(self, refs: Sequence[ChunkRef]) -> None:
         """Make sure chunks are cached, without reading them back."""
@@ -102,10 +116,8 @@ class CachedChunkReader:
         bound are skipped (the read that needs a chunk fetches it)."""
         if self.cache is None:
             return
-        wanted = []
-        for ref in refs:
-            if not self.cache.preload(ref.addr):  # cached: no fetch, no thread hand-off
-                wanted.append(ref)
+        cached = self.cache.preload([ref.addr for ref in refs])  # no fetch for those
+        wanted = [ref for ref, hit in zip(refs, cached) if not hit]
         for run in runs(wanted):
             with self._lock:
                 run = [ref for ref in run if ref.addr not in self._queued]

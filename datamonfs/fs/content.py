@@ -70,8 +70,7 @@ class ContentReader:
         if sequential:
             self._read_ahead(f, last)
         elif not all(f.segments[i][0] in self.hot for i in range(first, last + 1)):
-            return await trio.to_thread.run_sync(f.reader.read, offset, end - offset,
-                                                 limiter=self.limiter)
+            return await self._direct(f, offset, end - offset)
         if first == last:
             start = f.starts[first]
             data = await self._chunk(f, first)
@@ -85,9 +84,17 @@ class ContentReader:
 
     def _loader(self, f: OpenFile, i: int):
         async def load() -> bytes:
-            return await trio.to_thread.run_sync(f.reader.read, f.starts[i], f.segments[i][1],
-                                                 limiter=self.limiter)
+            return await self._direct(f, f.starts[i], f.segments[i][1])
         return load
+
+    async def _direct(self, f: OpenFile, offset: int, length: int):
+        """Bytes from the block cache: on the event loop when they are cached and in the
+        page cache (a thread hand-off costs more than the copy), else in a thread."""
+        data = f.reader.read_nowait(offset, length)
+        if data is None:
+            data = await trio.to_thread.run_sync(f.reader.read, offset, length,
+                                                 limiter=self.limiter)
+        return data
 
     async def _chunk(self, f: OpenFile, i: int) -> bytes:
         key, size = f.segments[i]
