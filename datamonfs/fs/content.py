@@ -3,9 +3,13 @@
 The kernel asks for a file in pieces of at most a few hundred KiB. A trip to a worker
 thread costs more than copying the bytes, so a file is read in segments of about
 SEGMENT bytes (consecutive chunks: one chunk of format 1, a dozen or so of format 2),
-each fetched once (in a thread, through the cache's FileReader, whose read-ahead sees
-one sequential read per segment) and kept in a small LRU shared by every open file;
-the pieces are then sliced out of it on the event loop, without a copy. Concurrent
+each fetched once through the cache's FileReader (whose read-ahead sees one sequential
+read per segment) and kept in a small LRU shared by every open file; the pieces are
+then sliced out of it on the event loop, without a copy. A segment the kernel is
+waiting for whose chunks are cached and in the page cache is read on the event loop
+(preadv with RWF_NOWAIT, straight into its buffer); anything else, and every segment
+read ahead, in a thread: a read-ahead's copy then overlaps with the event loop's
+replies to the kernel, so a sequential reader uses both cores. Concurrent
 requests for one segment share a single fetch, and its failure. A segment is known by
 the chunks (addresses and sizes) it is made of, so files that share them share it.
 
@@ -14,7 +18,8 @@ cache's disk reads and store fetches overlap with serving the kernel. (Measured
 against fetching them one by one in order: faster both cold and warm.)
 
 A read that jumps elsewhere in the file, into a segment that is not in the LRU, reads
-just its bytes (a cached chunk's range, in a thread) and keeps nothing: random
+just its bytes (a cached chunk's range, on the event loop if the page cache holds it,
+else in a thread) and keeps nothing: random
 readers would otherwise read a whole segment per request and push out the sequential
 readers' segments.
 """
@@ -82,15 +87,17 @@ class ContentReader:
             pieces.append(memoryview(data)[max(offset - start, 0):end - start])
         return b"".join(pieces)
 
-    def _loader(self, f: OpenFile, i: int):
+    def _loader(self, f: OpenFile, i: int, wanted: bool = True):
         async def load() -> bytes:
-            return await self._direct(f, f.starts[i], f.segments[i][1])
+            return await self._direct(f, f.starts[i], f.segments[i][1], wanted)
         return load
 
-    async def _direct(self, f: OpenFile, offset: int, length: int):
-        """Bytes from the block cache: on the event loop when they are cached and in the
-        page cache (a thread hand-off costs more than the copy), else in a thread."""
-        data = f.reader.read_nowait(offset, length)
+    async def _direct(self, f: OpenFile, offset: int, length: int, wanted: bool = True):
+        """Bytes from the block cache. A read the kernel waits for is answered on the event
+        loop when they are cached and in the page cache (a thread hand-off costs more than
+        the copy); else, and for read-ahead, in a thread: there its copy overlaps with the
+        event loop's replies to the kernel, so a sequential reader uses both cores."""
+        data = f.reader.read_nowait(offset, length) if wanted else None
         if data is None:
             data = await trio.to_thread.run_sync(f.reader.read, offset, length,
                                                  limiter=self.limiter)
@@ -106,4 +113,4 @@ class ContentReader:
 
     def _read_ahead(self, f: OpenFile, last: int) -> None:
         for i in range(last + 1, min(last + 1 + READ_AHEAD_SEGMENTS, len(f.segments))):
-            self.hot.prefetch(f.segments[i][0], self._loader(f, i))
+            self.hot.prefetch(f.segments[i][0], self._loader(f, i, wanted=False))
