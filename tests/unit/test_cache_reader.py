@@ -133,6 +133,19 @@ def test_any_range_reads_the_right_bytes(one_file, reads):
         assert f.read(offset, length) == content[offset:offset + length]
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 760_000), st.integers(0, 400_000)), min_size=1, max_size=8))
+def test_reads_on_the_event_loop_are_right_or_declined(one_file, reads):
+    """read_nowait answers what read would, or None (then read runs in a thread)."""
+    reader, chunks, content = one_file
+    f = FileReader(reader, chunks)
+    for offset, length in reads:
+        got = f.read_nowait(offset, length)
+        if got is None:
+            got = f.read(offset, length)  # fetches, so the next try may be answered
+        assert got == content[offset:offset + length]
+
+
 def test_sequential_reads_grow_read_ahead_and_a_seek_resets_it(tmp_path):
     url = local_store(tmp_path)
     size = 256 << 10
