@@ -41,6 +41,12 @@ class FileReader:
         self._kept: dict[int, bytes] = {}  # chunk index -> bytes, oldest first
 
     def read(self, offset: int, length: int) -> bytes:
+        data = self.read_buffer(offset, length)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def read_buffer(self, offset: int, length: int) -> bytes | bytearray:
+        """read(), but whole cached chunks come in the buffer they were read into, without
+        the copy into bytes: for callers that only pass the bytes on (FUSE replies)."""
         end = min(offset + length, self.size)
         if offset >= end:
             return b""
@@ -73,8 +79,8 @@ class FileReader:
                 pieces.append(data if (a, b) == (0, len(data)) else data[a:b])
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
-    def read_nowait(self, offset: int, length: int) -> bytes | None:
-        """read() answered on the event loop, without a thread: whole chunks, or a range of
+    def read_nowait(self, offset: int, length: int) -> bytes | bytearray | None:
+        """read_buffer() answered on the event loop, without a thread: whole chunks, or a range of
         one, that are cached and whose pages the kernel holds; else None (read() in a
         thread then fetches, drops what is damaged, reads ahead)."""
         end = min(offset + length, self.size)

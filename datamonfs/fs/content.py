@@ -99,7 +99,7 @@ class ContentReader:
         event loop's replies to the kernel, so a sequential reader uses both cores."""
         data = f.reader.read_nowait(offset, length) if wanted else None
         if data is None:
-            data = await trio.to_thread.run_sync(f.reader.read, offset, length,
+            data = await trio.to_thread.run_sync(f.reader.read_buffer, offset, length,
                                                  limiter=self.limiter)
         return data
 
