@@ -115,9 +115,6 @@ class MountWorker:
             await self.chan.send({"event": "failed", "error": {
                 "code": "mount_failed", "message": f"cannot mount at {mountpoint}: {e}"}})
             return 1
-        ra = os.geteuid() == 0 and set_read_ahead(mountpoint, READ_AHEAD_KB)
-        if os.geteuid() == 0 and self.session is not None:
-            set_dirty_limit(mountpoint, DIRTY_LIMIT)
         if self.session is not None:
             ready = await trio.to_thread.run_sync(self.session.ready)
             log.info("mounted %s:%s writable (bundle %s) at %s%s", ready["repo"], ready["branch"],
@@ -126,13 +123,12 @@ class MountWorker:
         else:
             b = self.fs.bundle
             ready = {"bundle": b.id, "repo": b.repo, "files": b.files, "bytes": b.bytes}
-            log.info("mounted %s (bundle %s) at %s%s", req["ref"], b.id, mountpoint,
-                     f", read-ahead {READ_AHEAD_KB} KiB" if ra else "")
+            log.info("mounted %s (bundle %s) at %s", req["ref"], b.id, mountpoint)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._channel, nursery.cancel_scope)
                 nursery.start_soon(self._signals)
-                await self.chan.send({"event": "ready", "pid": os.getpid(), **ready})
+                nursery.start_soon(self._tune_then_ready, mountpoint, ready)
                 await pyfuse3.main(min_tasks=2, max_tasks=64)
                 nursery.cancel_scope.cancel()
         finally:
@@ -142,6 +138,24 @@ class MountWorker:
                 self.session.close()  # everything staged is in its database already
         log.info("stopped serving %s", mountpoint)
         return 0
+
+    async def _tune_then_ready(self, mountpoint: str, ready: dict) -> None:
+        """As root, raise the mount's read-ahead (the kernel then sends reads of up to 1 MiB,
+        not 128 KiB) and a writable mount's dirty limit; then tell the supervisor.
+
+        Not before the kernel has the answer to its INIT request, which pyfuse3.main sends:
+        the kernel then caps the read-ahead at what it proposed when mounting (128 KiB),
+        undoing a value set earlier. A stat through the mount returns only after INIT."""
+        if os.geteuid() == 0:
+            try:
+                await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
+            except OSError as e:
+                log.warning("mount at %s does not answer a stat: %s", mountpoint, e)
+            if set_read_ahead(mountpoint, READ_AHEAD_KB):
+                log.info("read-ahead of %s raised to %d KiB", mountpoint, READ_AHEAD_KB)
+            if self.session is not None:
+                set_dirty_limit(mountpoint, DIRTY_LIMIT)
+        await self.chan.send({"event": "ready", "pid": os.getpid(), **ready})
 
     async def _channel(self, cancel_scope: trio.CancelScope) -> None:
         while True:

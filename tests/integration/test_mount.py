@@ -107,6 +107,21 @@ def test_mount_shows_bundle_as_uploaded(cli, daemon, tmp_path):
     assert daemon.mounts() == []
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the read-ahead is a root-only sysfs knob")
+def test_mount_is_ready_with_its_read_ahead_raised(cli, daemon, tmp_path):
+    """The kernel caps a FUSE mount's read-ahead when the daemon answers its INIT; set before
+    that, it fell back to 128 KiB (reads of 128 KiB, not 1 MiB)."""
+    src = str(tmp_path / "src")
+    make_tree(src, 1000)
+    upload(cli, src)
+    mp = daemon.mountpoint()
+    cli("mount", "data:v1", mp)
+    st = os.stat(mp)
+    with open(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb") as f:
+        assert f.read().strip() == "1024"
+    cli("unmount", mp)
+
+
 def test_random_and_concurrent_reads(cli, daemon, tmp_path):
     src = str(tmp_path / "src")
     size = big_size(cli)
