@@ -118,6 +118,25 @@ def test_neighbouring_chunks_come_with_one_ranged_read(tmp_path):
     assert ranged <= -(-len(data) // MAX_RUN) + 2 < stats.chunks // 20
 
 
+def test_small_files_are_downloaded_in_batches_of_many_files(tmp_path):
+    """Each small file's chunk used to be sent for on its own as soon as it was queued."""
+    url = "file://" + str(tmp_path / "store")
+    rnd = random.Random(3)
+    files = {f"d{i % 3}/f{i:04}": rnd.randbytes(rnd.randrange(1, 20_000)) for i in range(600)}
+    for rel, data in files.items():
+        write(tmp_path / "src", rel, data)
+    repo = Repository(open_store(url))
+    repo.create_repo("r", "", ADA)
+    bundle, _ = ingest.upload(repo, "r", str(tmp_path / "src"), "m", ADA)
+    reader = Repository(Counting(open_store(url)))
+    export.download(reader, bundle, str(tmp_path / "out"))
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "src")
+    total = sum(map(len, files.values()))
+    # A batch per MAX_RUN of chunks, and one more where the writer caught up with each
+    # directory's last chunks.
+    assert reader.store.calls["get_range", "pack"] <= -(-total // MAX_RUN) + 3 + 3
+
+
 # -- packs and locations, one part at a time -------------------------------------------
 
 
