@@ -122,6 +122,52 @@ def test_mount_is_ready_with_its_read_ahead_raised(cli, daemon, tmp_path):
     cli("unmount", mp)
 
 
+def block_files_of(cli) -> list[str]:
+    root = os.path.join(cli.home, "cache")
+    return [os.path.join(d, name) for d, _, names in os.walk(root) for name in names
+            if os.sep + "blocks" + os.sep in os.path.join(d, name)]
+
+
+def test_reads_stay_right_when_cached_blocks_are_damaged_or_evicted(cli, daemon, tmp_path):
+    """Each read of a fresh mount (no segment in memory yet) goes to the block cache, on the
+    event loop where the page cache holds the block files: damage written through the page
+    cache is never served, and block files gone are fetched again."""
+    data = random.Random(4).randbytes(big_size(cli))
+    os.makedirs(tmp_path / "src")
+    (tmp_path / "src" / "f.bin").write_bytes(data)
+    upload(cli, str(tmp_path / "src"))
+    mp = daemon.mountpoint()
+
+    offsets = random.Random(5).sample(range(0, len(data) - 4096, 4096), 40)
+
+    def read_through_a_fresh_mount() -> None:
+        """Small reads in random order (each asks the block cache for a range of a chunk),
+        then the whole file in order, all checked."""
+        cli("mount", "data:v1", mp)
+        try:
+            with open(os.path.join(mp, "f.bin"), "rb", buffering=0) as f:
+                for at in offsets:
+                    assert os.pread(f.fileno(), 4096, at) == data[at:at + 4096], at
+                assert f.read() == data
+        finally:
+            cli("unmount", mp)
+
+    read_through_a_fresh_mount()  # now cached, the block files in the page cache
+    blocks = block_files_of(cli)
+    assert blocks
+    for block in blocks:  # a flipped byte in every 16 KiB piece, through the page cache
+        with open(block, "r+b") as f:
+            for at in range(100, os.path.getsize(block), 16 << 10):
+                f.seek(at)
+                byte = f.read(1)
+                f.seek(at)
+                f.write(bytes([byte[0] ^ 0xFF]))
+    read_through_a_fresh_mount()
+    for block in block_files_of(cli):
+        os.unlink(block)
+    read_through_a_fresh_mount()
+
+
 def test_random_and_concurrent_reads(cli, daemon, tmp_path):
     src = str(tmp_path / "src")
     size = big_size(cli)
