@@ -80,9 +80,10 @@ class FileReader:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def read_nowait(self, offset: int, length: int) -> bytes | bytearray | None:
-        """read_buffer() answered on the event loop, without a thread: whole chunks, or a range of
-        one, that are cached and whose pages the kernel holds; else None (read() in a
-        thread then fetches, drops what is damaged, reads ahead)."""
+        """read_buffer() answered on the event loop, without a thread, when the chunks are
+        cached and the kernel holds their pages: whole chunks straight into one buffer, a
+        range as the checked pieces that hold it. Else None (read_buffer in a thread then
+        fetches, drops what is damaged, reads ahead)."""
         end = min(offset + length, self.size)
         if offset >= end:
             return b""
@@ -91,12 +92,12 @@ class FileReader:
         try:
             if offset == self._starts[first] and end == self._starts[last + 1]:
                 data = self.reader.read_cached(self.chunks[first:last + 1], nowait=True)
-            elif first == last:
-                start = self._starts[first]
-                data = self.reader.read_range(self.chunks[first], offset - start, end - start,
-                                              nowait=True)
-            else:
-                return None
+            else:  # the pieces of each chunk that hold the range
+                parts = [self.reader.read_range(
+                    self.chunks[i], max(offset - self._starts[i], 0),
+                    min(end, self._starts[i + 1]) - self._starts[i], nowait=True)
+                    for i in range(first, last + 1)]
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
         except WouldBlock:
             return None
         with self._lock:
