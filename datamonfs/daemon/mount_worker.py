@@ -30,7 +30,7 @@ from ..core.stores import StoreSpec
 from ..errors import DatamonError
 from ..cache import FileReader, cached_repository
 from ..fs import readonly, writable
-from ..fs.mountinfo import set_dirty_limit, set_read_ahead
+from ..fs.mountinfo import after_init, set_dirty_limit, set_read_ahead
 from ..fs.readonly import MountInfo, ReadOnlyFS
 from ..fs.writable_session import WritableRequest, WritableSession
 from . import protocol
@@ -141,16 +141,10 @@ class MountWorker:
 
     async def _tune_then_ready(self, mountpoint: str, ready: dict) -> None:
         """As root, raise the mount's read-ahead (the kernel then sends reads of up to 1 MiB,
-        not 128 KiB) and a writable mount's dirty limit; then tell the supervisor.
-
-        Not before the kernel has the answer to its INIT request, which pyfuse3.main sends:
-        the kernel then caps the read-ahead at what it proposed when mounting (128 KiB),
-        undoing a value set earlier. A stat through the mount returns only after INIT."""
+        not 128 KiB) and a writable mount's dirty limit, once pyfuse3.main has answered the
+        kernel's INIT (mountinfo.after_init); then tell the supervisor."""
         if os.geteuid() == 0:
-            try:
-                await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
-            except OSError as e:
-                log.warning("mount at %s does not answer a stat: %s", mountpoint, e)
+            await after_init(mountpoint)
             if set_read_ahead(mountpoint, READ_AHEAD_KB):
                 log.info("read-ahead of %s raised to %d KiB", mountpoint, READ_AHEAD_KB)
             if self.session is not None:

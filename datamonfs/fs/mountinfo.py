@@ -50,9 +50,22 @@ def find(mountpoint: str) -> MountEntry | None:
 def set_read_ahead(mountpoint: str, kb: int) -> bool:
     """Raise a mount's backing-device read-ahead so the kernel sends large reads.
 
-    Root only (a sysfs knob); False when it could not be set.
-    """
+    Root only (a sysfs knob); False when it could not be set. On a FUSE mount, only after
+    the kernel has the answer to its INIT request (see after_init)."""
     return _set_bdi(mountpoint, "read_ahead_kb", kb)
+
+
+async def after_init(mountpoint: str) -> None:
+    """Return once the kernel has the FUSE daemon's answer to its INIT request (the caller
+    serves the mount meanwhile): a stat through the mount waits for it. That answer caps
+    the mount's read-ahead at what the kernel proposed when mounting (128 KiB), undoing a
+    `read_ahead_kb` written earlier."""
+    import trio  # only FUSE servers need it
+
+    try:
+        await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
+    except OSError:
+        pass  # not answered: nothing to tune either
 
 
 def set_dirty_limit(mountpoint: str, limit: int) -> bool:
