@@ -223,7 +223,8 @@ class ReadOnlyFS(FileSystem[OpenFile]):
                 if isinstance(entry, BadEntry):  # only it fails (a lookup gives EIO)
                     log.error("%s", entry.reason)
                     continue
-                attr = self.attrs.entry(ino, entry, self._known_subdirs(ino))
+                attr = self.attrs.entry(
+                    ino, entry, self._known_subdirs(ino) if entry.kind == DIR else None)
                 if not pyfuse3.readdir_reply(token, os.fsencode(entry.name), attr, index):
                     return
 
