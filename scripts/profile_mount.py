@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Where a mount's time goes: py-spy profiles of the mount worker while it serves the
 reads and writes whose targets the benchmark report marks missed (with --fio only the fio
-jobs of scenario 6 on a writable mount).
+jobs of scenario 6 on a writable mount, with --walk only the `find` + stat walks of
+scenario 3).
 
 For each workload it prints the wall time, the worker's CPU time over that wall time
 (low: the time is spent outside the worker, in the kernel's FUSE path or waiting on the
@@ -9,7 +10,7 @@ store), and the functions the worker's samples were in most (self time, then the
 frames that were on the stack); the raw stacks go to bench/results/profiles/ (collapsed
 format: speedscope or flamegraph.pl draw them).
 
-    scripts/profile_mount.py [--size 512] [--files 5000] [--fio]   (root; py-spy from .[bench])
+    scripts/profile_mount.py [--size 512] [--files 5000] [--fio | --walk]   (root; py-spy from .[bench])
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchsuite import data, s_fio  # noqa: E402
-from benchsuite.common import MiB, REPO_ROOT, Datamonfs, drop_caches, scratch, timed  # noqa: E402
+from benchsuite.common import (MiB, REPO_ROOT, Datamonfs, drop_caches, scratch,  # noqa: E402
+                               timed, walk)
 from benchsuite.s_read import random_reads  # noqa: E402
 from benchsuite.sizes import SIZES  # noqa: E402
 
@@ -123,6 +125,22 @@ def fio_profiles(dm: Datamonfs) -> None:
         profile("fio-" + name + ("-read" if "--rw=read" in args else ""), pid, run)
 
 
+def walk_profiles(dm: Datamonfs, work: str, args) -> None:
+    """Scenario 3's `find` + stat of small files in directories of 1,000: the first walk
+    over an empty cache with the kernel caches dropped, then the second."""
+    tree = os.path.join(work, "tree")
+    data.small_files(tree, args.files, random.Random(5), per_dir=1000)
+    dm("repo", "create", "prof")
+    dm("bundle", "upload", "prof", tree, "-m", "tree", "--label", "v1")
+    dm.clear_cache()
+    mp = dm.mount("prof:v1", "m-tree")
+    pid = worker_pid(dm, mp)
+    for name in ("walk-cold", "walk-second"):
+        if name == "walk-cold":
+            drop_caches()
+        profile(name, pid, lambda: args.files / walk(mp, args.files))
+
+
 def mount_profiles(dm: Datamonfs, work: str, args) -> None:
     """Reads through a read-only mount (cold, warm, random, parallel) and an untar into a
     writable one."""
@@ -160,6 +178,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="MiB of the file read (default 512)")
     ap.add_argument("--files", type=int, default=5000, help="files untarred (default 5000)")
     ap.add_argument("--fio", action="store_true", help="only the fio jobs of scenario 6")
+    ap.add_argument("--walk", action="store_true",
+                    help="only the find + stat walks of scenario 3 (--files small files)")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     work = scratch("profile")
@@ -167,6 +187,8 @@ def main() -> None:
     try:
         if args.fio:
             fio_profiles(dm)
+        elif args.walk:
+            walk_profiles(dm, work, args)
         else:
             mount_profiles(dm, work, args)
     finally:

@@ -58,7 +58,7 @@ def parse_chunk_list(raw: object, raw_packs: object, where: str) -> list[ChunkRe
         raise IntegrityError(f"{where}: chunk list is not a list")
     packs: list[str] = []
     if raw_packs is not None:
-        if (not isinstance(raw_packs, list) or not all(is_address(p) for p in raw_packs)
+        if (not isinstance(raw_packs, list) or not all(map(is_address, raw_packs))
                 or len(set(raw_packs)) != len(raw_packs)):
             raise IntegrityError(f"{where}: malformed pack table")
         packs = raw_packs
@@ -163,12 +163,15 @@ class Entry:
         return obj
 
     @classmethod
-    def from_obj(cls, raw: object, where: str, version: int = VERSION) -> "Entry":
-        """An entry of a tree record of `version`."""
+    def from_obj(cls, raw: object, where: str, version: int = VERSION,
+                 name_checked: bool = False) -> "Entry":
+        """An entry of a tree record of `version`; `name_checked`: the caller has checked
+        its name already (a page parser, which checks every name before its entry)."""
         if not isinstance(raw, list) or len(raw) not in (6, 7):
             raise IntegrityError(f"{where}: malformed directory entry")
         name, kind, mode, mtime, size, body = raw[:6]
-        check_entry_name(name, where)
+        if not name_checked:
+            check_entry_name(name, where)
         where = f"{where}: entry {name!r}"
         problem = rules.mode_problem(mode) or rules.time_problem(mtime) or rules.size_problem(size)
         if problem:

@@ -279,6 +279,7 @@ def _parse_page(obj: dict, where: str, lower: str | None, upper: str | None,
     if len(raw) > MAX_PAGE:
         raise IntegrityError(f"{where}: page of {len(raw)} entries")
     entries: list[Entry | BadEntry] = []
+    version = obj["v"]
     last = lower
     for item in raw:
         if not isinstance(item, list) or len(item) not in (6, 7):
@@ -290,7 +291,7 @@ def _parse_page(obj: dict, where: str, lower: str | None, upper: str | None,
             raise IntegrityError(f"{where}: entry {name!r:.300} belongs to a later page")
         last = name
         try:
-            entries.append(Entry.from_obj(item, where, obj["v"]))
+            entries.append(Entry.from_obj(item, where, version, name_checked=True))
         except IntegrityError as e:
             if not lenient:
                 raise

@@ -112,24 +112,43 @@ def _check_claims(d, entries: list, claims: Claims) -> None:
 
 
 class PageCache:
-    """Parsed pages by address, least recently used evicted past `max_weight`.
+    """Parsed pages by address, least recently used evicted past `max_weight`, and the
+    layouts of directories by tree address (and the totals their entry claims).
 
     Pages are content-addressed, so one cached page serves every directory that
-    shares it. Concurrent misses for one page load it once, and share its outcome.
+    shares it. Concurrent misses for one page or layout load it once, and share its
+    outcome; a layout may be loaded ahead (`prefetch_layout`), for a walk that will
+    visit the directory next.
     """
 
     def __init__(self, reader: PageReader, limiter: trio.CapacityLimiter,
-                 max_weight: int = 200_000):
+                 max_weight: int = 200_000, max_layouts: int = 4096):
         self.reader = reader
         self.limiter = limiter
         self.pages: LoadingCache[str, Page] = LoadingCache(max_weight, _weight)
+        self.layouts: LoadingCache[tuple[str, Claims | None], Layout] = \
+            LoadingCache(max_layouts)
+
+    def _layout_loader(self, tree: str, claims: Claims | None):
+        async def load() -> Layout:
+            layout, page = await trio.to_thread.run_sync(self.reader.layout, tree, claims,
+                                                         limiter=self.limiter)
+            if page is not None:
+                self.pages.put(tree, page)
+            return layout
+        return load
 
     async def layout(self, tree: str, claims: Claims | None = None) -> Layout:
-        layout, page = await trio.to_thread.run_sync(self.reader.layout, tree, claims,
-                                                     limiter=self.limiter)
-        if page is not None:
-            self.pages.put(tree, page)
-        return layout
+        return await self.layouts.get((tree, claims), self._layout_loader(tree, claims))
+
+    def prefetch_layout(self, tree: str, claims: Claims | None) -> None:
+        """Start loading a directory's layout (and its page, for a single-page one) in
+        the background."""
+        self.layouts.prefetch((tree, claims), self._layout_loader(tree, claims))
+
+    def cached(self, layout: Layout, i: int) -> Page | None:
+        """Page i if it is in memory: no load."""
+        return self.pages.cached(layout.addrs[i])
 
     def _loader(self, layout: Layout, i: int):
         async def load() -> Page:

@@ -23,13 +23,17 @@ from ..core.repository import Repository
 from ..core.trees import BadEntry, claims_of
 from ..errors import IntegrityError
 from .content import ContentReader, OpenFile
-from .inodes import ROOT, DirNode, InodeTable, child_ino
+from .inodes import ROOT, DirNode, InodeTable, child_ino, position
 from .operations import FileSystem, fuse_options, guarded
 from .pages import PageCache, PageReader
 
 log = logging.getLogger(__name__)
 
 XATTR_PREFIX = b"user.datamonfs."
+# A walk (find, du, ls -R) visits a directory's subdirectories in order: while it is in
+# one, the next few are read and parsed ahead, so their store reads and parsing overlap
+# the walk instead of stalling it at each directory (see _walk_ahead).
+WALK_AHEAD = 4
 
 
 def _good(entry: Entry | BadEntry) -> Entry:
@@ -100,7 +104,32 @@ class ReadOnlyFS(FileSystem[OpenFile]):
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
             node = self.inodes.add_dir(ino, parent.ino, entry.tree, parent.depth,
                                        claims_of(entry))
+            self._walk_ahead(parent, position(ino)[1] + 1)
         return node
+
+    def _walk_ahead(self, parent: DirNode, index: int) -> None:
+        """Load in the background the layouts of the next WALK_AHEAD subdirectories of
+        `parent` from position `index` on that are not visited yet, as far as the page
+        in memory holding `index` goes (nothing is loaded to look for them)."""
+        layout = parent.layout
+        if layout is None or index >= layout.total:
+            return
+        i = layout.page_of(index)
+        page = self.pages.cached(layout, i)
+        if page is None:
+            return
+        ahead = WALK_AHEAD
+        start = layout.starts[i]
+        for at in range(index - start, len(page.entries)):
+            entry = page.entries[at]
+            if entry.kind != DIR:
+                continue
+            visited = self.inodes.dir(child_ino(parent.slot, start + at))
+            if visited is None or visited.layout is None:
+                self.pages.prefetch_layout(entry.tree, claims_of(entry))
+            ahead -= 1
+            if not ahead:
+                return
 
     async def _subdirs(self, node: DirNode) -> int:
         """A directory's subdirectories, counted over its pages once (its link count)."""
@@ -182,6 +211,7 @@ class ReadOnlyFS(FileSystem[OpenFile]):
         node = await self._dir(fh)
         layout = await self._layout(node)
         index = start_id
+        self._walk_ahead(node, index)
         while index < layout.total:
             i = layout.page_of(index)
             page = await self.pages.page(layout, i)
@@ -193,7 +223,8 @@ class ReadOnlyFS(FileSystem[OpenFile]):
                 if isinstance(entry, BadEntry):  # only it fails (a lookup gives EIO)
                     log.error("%s", entry.reason)
                     continue
-                attr = self.attrs.entry(ino, entry, self._known_subdirs(ino))
+                attr = self.attrs.entry(
+                    ino, entry, self._known_subdirs(ino) if entry.kind == DIR else None)
                 if not pyfuse3.readdir_reply(token, os.fsencode(entry.name), attr, index):
                     return
 

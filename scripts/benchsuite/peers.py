@@ -90,13 +90,13 @@ def stop(proc: subprocess.Popen) -> None:
 class FuseProcess:
     """A FUSE filesystem served by a foreground process of a peer."""
 
-    def __init__(self, cmd: list[str], mountpoint: str):
+    def __init__(self, cmd: list[str], mountpoint: str, timeout: float = 30):
         os.makedirs(mountpoint, exist_ok=True)
         self.mountpoint = mountpoint
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         try:
-            wait_mounted(mountpoint, self.proc)
+            wait_mounted(mountpoint, self.proc, timeout)
         except BaseException:
             self.close()
             raise

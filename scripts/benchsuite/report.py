@@ -8,6 +8,7 @@ import os
 import re
 import statistics
 
+from . import goals
 from .measure import OURS, Figure, Results, Series, Table
 
 
@@ -81,6 +82,11 @@ def markdown(results: Results, charts: dict[str, str]) -> str:
            "disk, or the bytes that actually changed.", ""]
     out += [f"- {line}" for line in m.get("conditions", [])]
     out += ["", "Tool versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), ""]
+    out += ["## Issue 14 targets", "",
+            "The speed targets of issue 14, computed from this run's samples (medians); "
+            "*today* is the figure the issue started from (its own where it gives one, else "
+            "the report of 2026-11-24).", ""]
+    out += goals.markdown(results) + [""]
     if results.targets:
         out += ["## Targets", "", "| target | goal | measured | |", "|---|---|---|---|"]
         out += [f"| {t.name} | {t.goal} | {t.measured} | {'met' if t.met else '**missed**'} |"

@@ -10,6 +10,7 @@ import stat
 import pyfuse3
 import pytest
 import trio
+import trio.testing
 from support.files import write
 from support.fs_api import ctx, errno_of, fields, readonly_fs, writable_session
 
@@ -95,3 +96,42 @@ def test_writable_requests_and_commit(repo, tmp_path):
     tree = {path: entry for path, entry in repo.walk(b)}
     assert "sub/small.txt" not in tree and tree["dir/moved.txt"].size == 23
     assert tree["big.bin"].size == 1000
+
+
+def test_a_walk_reads_the_next_subdirectories_ahead_and_sees_them_right(tmp_path, monkeypatch):
+    from datamonfs.core.trees import claims_of
+    from datamonfs.fs.readonly import WALK_AHEAD
+
+    repo = Repository(open_store(str(tmp_path / "store")))
+    repo.create_repo("r", "", ADA)
+    src = tmp_path / "src"
+    dirs = [f"d{i}" for i in range(WALK_AHEAD + 3)]
+    for i, d in enumerate(dirs):
+        write(src, f"{d}/f.txt", b"x" * i)
+        (src / d / "inner").mkdir()
+    write(src, "top.txt", b"top")
+    ingest.upload(repo, "r", str(src), "first", ADA, label="v1")
+    fs = readonly_fs(repo, "r:v1")
+    listed: list[tuple[bytes, pyfuse3.EntryAttributes]] = []
+    monkeypatch.setattr(pyfuse3, "readdir_reply",
+                        lambda token, name, attr, off: listed.append((name, attr)) or True)
+
+    def ahead(name: str) -> bool:  # its layout loaded or loading, without a visit
+        entry = repo.trees.lookup(repo.resolve("r:v1").tree, name)
+        key = (entry.tree, claims_of(entry))
+        return key in fs.pages.layouts or fs.pages.layouts.loading(key)
+
+    async def scenario():
+        await fs.readdir(await fs.opendir(ROOT, ctx()), 0, None)
+        await trio.testing.wait_all_tasks_blocked()  # the loads ahead have started
+        assert [n for n, _ in listed] == [d.encode() for d in dirs] + [b"top.txt"]
+        assert [ahead(d) for d in dirs] == [True] * WALK_AHEAD + [False] * 3
+        for i, (_, attr) in enumerate(listed[:-1]):
+            got = await fs.getattr(attr.st_ino, ctx())  # a visit: the window moves on
+            await trio.testing.wait_all_tasks_blocked()
+            assert stat.S_ISDIR(got.st_mode) and got.st_nlink == 3 and got.st_ino == attr.st_ino
+            assert all(ahead(d) for d in dirs[:i + 1 + WALK_AHEAD])
+            f = await fs.lookup(attr.st_ino, b"f.txt", ctx())
+            assert f.st_size == i and stat.S_ISREG(f.st_mode)
+
+    trio.run(scenario)
