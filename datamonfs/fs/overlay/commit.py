@@ -2,6 +2,7 @@
 
 Order, so that a kill at any point loses nothing and duplicates nothing:
 
+    0. Overlay.flush          the open group of changes is committed to the database
     1. core.commit.prepare    chunks and trees stored; the bundle is known, unnamed
     2. Overlay.set_pending    the bundle record is kept in the overlay (fsynced)
     3. core.commit.publish    bundle record, then branch (and label) records
@@ -31,6 +32,7 @@ def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
     """Turn the staged changes into a bundle on the overlay's branch; empties the overlay.
     Callers keep writers out while it runs (the file system's write gate). `progress` is
     told the bytes cut as they are."""
+    ov.flush()  # what it commits is in the database, so a kill from here on keeps it
     info = ov.info
     if label is not None:  # before anything is stored: a label may not take a branch's name
         repo.check_ref_name(info.repo, LABEL, label)

@@ -8,8 +8,9 @@ rest from the file's base content below its `base_limit`, else zeros. So writing
 
 `Content.write` (a FUSE write) writes the bytes to the data file first, then
 records the extent that shows them in one transaction, so a crash leaves at worst
-written bytes nobody points at. Data files are deleted only after the rows that
-name them (`StagedData.drop`, after the transaction commits).
+written bytes nobody points at (and a data file no row names, deleted when the
+overlay is opened again). Data files are deleted only after the rows that name
+them (`StagedData.drop`, once the change that deleted them is committed).
 
 `StagedData` is called with the overlay's lock held, except `assemble`, which reads
 base content (perhaps from the store) without it.
@@ -97,10 +98,12 @@ class StagedData:
 
     def truncate(self, tx: Tx, ino: int, size: int, staged: bool) -> None:
         """Forget written bytes at and past `size`, in a transaction; the data file's
-        space past it is given back once that commits."""
+        space past it is given back once that commits. The caller commits it (flush)
+        before it lets go of the lock: a write past `size` made later would otherwise be
+        cut off by that."""
         self.extents.truncate(ino, size)
         if staged:
-            tx.after(lambda: self._shrink(ino, size))
+            tx.once_committed(lambda: self._shrink(ino, size))
 
     def punch(self, ino: int, start: int, end: int) -> None:
         """Make [start, end) of a data file read as zeros, giving its space back."""
@@ -253,19 +256,16 @@ class Content:
 
     def write(self, ino: int, offset: int, data: bytes) -> int:
         """A FUSE write: bytes into data/INO, then (one transaction) the extent that
-        shows them and the file's new size and times. The bytes are written without
-        the overlay's lock, so writes to different files, or to different ranges of one
-        (the kernel sends no overlapping writes at once, and holds truncates and
-        fallocates of a file until its writes are answered), proceed in parallel."""
+        shows them and the file's new size and times, the file persisted and marked
+        staged with its first one. The bytes are written without the overlay's lock,
+        so writes to different files, or to different ranges of one (the kernel sends
+        no overlapping writes at once, and holds truncates and fallocates of a file
+        until its writes are answered), proceed in parallel."""
         with self.lock:
             node = self.nodes.get(ino)
             if node.kind != FILE:
                 raise FsError(errno.EBADF)
             self.data.check_space(len(data))
-            if not (node.persisted and node.staged):
-                with self.db.tx() as tx:
-                    self.nodes.persist(node, tx)
-                    tx.set(node, staged=True)
             fd = self.data.dup_fd(ino)
         try:
             n = os.pwrite(fd, data, offset)
@@ -277,8 +277,10 @@ class Content:
             with self.lock:
                 t = now()
                 with self.db.tx() as tx:
+                    self.nodes.persist(node, tx)
                     self.data.extents.add(ino, offset, offset + n)
-                    tx.set(node, size=max(node.size, offset + n), mtime=t, ctime=t)
+                    tx.set(node, staged=True, size=max(node.size, offset + n), mtime=t,
+                           ctime=t)
         return n
 
     def read(self, ino: int, offset: int, length: int, keep: bool = True,

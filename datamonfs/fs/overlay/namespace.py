@@ -297,7 +297,7 @@ class Namespace:
         """Its rows now, its data file once they are gone (committed)."""
         self.nodes.delete(tx, node)
         if node.staged:
-            tx.after(lambda: self.data.drop(node.ino))
+            tx.once_committed(lambda: self.data.drop(node.ino))
 
     # -- open files ------------------------------------------------------------
 

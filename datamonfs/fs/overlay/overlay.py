@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from dataclasses import asdict, dataclass
 
 from ...core.model import Bundle, Entry
@@ -33,7 +32,7 @@ from ..base_tree import BaseTrees
 from ..vfs import ROOT, FsError
 from .attributes import Attributes
 from .content import Content, OpenReader, StagedData
-from .db import OverlayDB
+from .db import GROUP_SECONDS, OverlayDB
 from .namespace import Namespace
 from .extents import Extents
 from .nodes import NodeCache, write_dirty, write_root
@@ -78,10 +77,10 @@ def read_info(directory: str) -> OverlayInfo:
 class Overlay(Namespace, Attributes, Content):
     def __init__(self, directory: str, trees: TreeReader, open_reader: OpenReader):
         self.dir = directory
-        self.db = OverlayDB(os.path.join(directory, DB_NAME), write_dirty)
+        self.db = OverlayDB(os.path.join(directory, DB_NAME), write_dirty, GROUP_SECONDS)
         self.trees = trees
         self.base = BaseTrees(trees)
-        self.lock = threading.RLock()
+        self.lock = self.db.lock  # so that a group is never committed halfway through a change
         self.db.migrate()  # an overlay of an older schema, written by an older datamonfs
         version = self.db.get_meta("version")
         if version != SCHEMA_VERSION:
@@ -112,9 +111,13 @@ class Overlay(Namespace, Attributes, Content):
         return cls(directory, trees, open_reader)
 
     def close(self) -> None:
-        with self.lock:
+        self.db.close()  # commits the open group first (not under the lock: it joins the
+        with self.lock:  # thread that commits groups, which takes it)
             self.data.close()
-            self.db.close()
+
+    def flush(self) -> None:
+        """Commit the changes of the open group (they survive SIGKILL from now on)."""
+        self.db.flush()
 
     @property
     def owner(self) -> tuple[int, int]:
