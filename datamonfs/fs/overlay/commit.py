@@ -57,9 +57,11 @@ def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
 
 
 def staged_bytes(ov: Overlay) -> int:
-    """Bytes written into the overlay's files (allocated blocks): what a commit will cut,
-    roughly (it also re-cuts up to a chunk around each change)."""
-    total = 0
+    """Bytes written into the overlay's files (allocated blocks of the data files, bytes
+    kept in rows): what a commit will cut, roughly (it also re-cuts up to a chunk around
+    each change)."""
+    with ov.lock:
+        total = ov.data.extents.row_bytes()
     with os.scandir(os.path.join(ov.dir, DATA_DIR)) as it:
         for entry in it:
             try:

@@ -2,7 +2,11 @@
 
 `data/INO` holds the bytes written to inode INO at their own offsets (a sparse
 file); the `extents` rows say which ranges of it are real (disjoint, never
-adjacent; extents.Extents). A read takes written ranges from the data file, and the
+adjacent; extents.Extents). A small file's bytes (all written below INLINE_MAX)
+are kept in its extent rows instead, so that creating one costs no file of its
+own: no open, no fsync and no unlink of a data file, only rows of the group
+commit (db.py). A write past INLINE_MAX, or a fallocate, moves them to the data
+file first (`Content._to_file`). A read takes written ranges from the data file, and the
 rest from the file's base content below its `base_limit`, else zeros. So writing
 4 bytes into a 10 GiB base file stages 4 bytes, and a truncate only moves numbers.
 
@@ -38,6 +42,7 @@ from .extents import Extents
 from .nodes import Node, NodeCache, now
 
 MAX_FDS = 128  # open data files; more are closed least recently used first
+INLINE_MAX = 64 << 10  # a file written only below this keeps its bytes in its rows
 MAX_READERS = 64
 RESERVE_MIN, RESERVE_MAX = 1 << 20, 64 << 20  # free space kept for the database
 # fallocate(2) modes (linux/falloc.h) a writable mount supports; the others shift content
@@ -96,6 +101,31 @@ class StagedData:
         except OSError as e:
             raise FsError(e.errno or errno.EIO, f"writing staged data: {e}") from None
 
+    def record(self, ino: int, start: int, end: int, data: bytes | None) -> None:
+        """Record [start, end) as written, merged with the ranges it overlaps or touches:
+        its bytes (`data`) in the row, or (None) already in the data file. Ranges whose
+        bytes were in rows move to the data file when merged into one that is not,
+        except where the new bytes cover them. Inside a transaction."""
+        rows = self.extents.touching(ino, start, end)
+        lo = min([start] + [a for a, _, _ in rows])
+        hi = max([end] + [b for _, b, _ in rows])
+        if data is not None and any(blob is None for _, _, blob in rows):
+            self.pwrite(ino, start, data)  # next to bytes in the file: there too
+            data = None
+        if data is None:
+            for a, b, blob in rows:
+                if blob is not None and a < start:
+                    self.pwrite(ino, a, blob[:start - a])
+                if blob is not None and b > end:
+                    self.pwrite(ino, end, blob[end - a:])
+            self.extents.replace(ino, lo, hi, None)
+            return
+        buf = bytearray(hi - lo)
+        for a, b, blob in rows:
+            buf[a - lo:b - lo] = blob
+        buf[start - lo:end - lo] = data
+        self.extents.replace(ino, lo, hi, bytes(buf))
+
     def truncate(self, tx: Tx, ino: int, size: int, staged: bool) -> None:
         """Forget written bytes at and past `size`, in a transaction; the data file's
         space past it is given back once that commits. The caller commits it (flush)
@@ -125,8 +155,15 @@ class StagedData:
                 raise FsError(e.errno or errno.EIO, f"allocating staged data: {e}") from None
 
     def allocated(self, ino: int) -> int:
-        """Bytes a data file occupies on disk (written ranges and reservations)."""
-        return os.fstat(self._fd(ino)).st_blocks * 512
+        """Bytes a file's staged data occupies: its data file on disk (written ranges and
+        reservations, none when it has none), its bytes kept in rows by 4 KiB blocks."""
+        fd = self._fds.get(ino)
+        try:
+            blocks = (os.fstat(fd) if fd is not None else
+                      os.stat(os.path.join(self.dir, str(ino)))).st_blocks
+        except FileNotFoundError:
+            blocks = 0
+        return blocks * 512 + -(-self.extents.row_bytes(ino) // 4096) * 4096
 
     def _shrink(self, ino: int, size: int) -> None:
         try:
@@ -141,9 +178,13 @@ class StagedData:
         `nowait`, bytes not in the page cache raise BlockingIOError instead of waiting."""
         out: list = []
         pos = start
-        for a, b in (self.extents.within(ino, start, end) if staged else ()):
+        for a, b, blob in (self.extents.within(ino, start, end) if staged else ()):
             if a > pos:
                 out.append((pos, a))
+            if blob is not None:
+                out.append(blob)
+                pos = b
+                continue
             if nowait:
                 if not self.nowait:
                     raise BlockingIOError
@@ -196,6 +237,16 @@ class StagedData:
     def dup_fd(self, ino: int) -> int:
         """A descriptor of a file's data that stays valid when the cache closes its own."""
         return os.dup(self._fd(ino))
+
+    def existing_fd(self, ino: int) -> int | None:
+        """`dup_fd` of a data file that exists (None: the file has none)."""
+        fd = self._fds.get(ino)
+        if fd is not None:
+            return os.dup(fd)
+        try:
+            return os.open(os.path.join(self.dir, str(ino)), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
 
     def sync_names(self) -> None:
         """Make the names of new data files durable."""
@@ -255,17 +306,23 @@ class Content:
     data: StagedData
 
     def write(self, ino: int, offset: int, data: bytes) -> int:
-        """A FUSE write: bytes into data/INO, then (one transaction) the extent that
-        shows them and the file's new size and times, the file persisted and marked
-        staged with its first one. The bytes are written without the overlay's lock,
-        so writes to different files, or to different ranges of one (the kernel sends
-        no overlapping writes at once, and holds truncates and fallocates of a file
-        until its writes are answered), proceed in parallel."""
+        """A FUSE write, in one transaction with the extent that shows it and the file's
+        new size and times (the file persisted and marked staged with its first one).
+        A small file's bytes go into the row (INLINE_MAX). Other bytes go to data/INO
+        first, without the overlay's lock, so writes to different files, or to different
+        ranges of one (the kernel sends no overlapping writes at once, and holds
+        truncates and fallocates of a file until its writes are answered), proceed in
+        parallel; the rows follow."""
+        end = offset + len(data)
         with self.lock:
             node = self.nodes.get(ino)
             if node.kind != FILE:
                 raise FsError(errno.EBADF)
             self.data.check_space(len(data))
+            if end <= INLINE_MAX and not (node.staged and self.data.extents.in_file(ino)):
+                self._record(node, offset, end, data)
+                return len(data)
+            self._to_file(node)
             fd = self.data.dup_fd(ino)
         try:
             n = os.pwrite(fd, data, offset)
@@ -275,13 +332,25 @@ class Content:
             os.close(fd)
         if n:
             with self.lock:
-                t = now()
-                with self.db.tx() as tx:
-                    self.nodes.persist(node, tx)
-                    self.data.extents.add(ino, offset, offset + n)
-                    tx.set(node, staged=True, size=max(node.size, offset + n), mtime=t,
-                           ctime=t)
+                self._record(node, offset, offset + n, None)
         return n
+
+    def _record(self, node: Node, start: int, end: int, data: bytes | None) -> None:
+        t = now()
+        with self.db.tx() as tx:
+            self.nodes.persist(node, tx)
+            self.data.record(node.ino, start, end, data)
+            tx.set(node, staged=True, size=max(node.size, end), mtime=t, ctime=t)
+
+    def _to_file(self, node: Node) -> None:
+        """Move a file's bytes kept in rows to its data file: bytes first, then the rows
+        say so."""
+        rows = self.data.extents.in_rows(node.ino) if node.staged else []
+        if rows:
+            for a, _, blob in rows:
+                self.data.pwrite(node.ino, a, blob)
+            with self.db.tx():
+                self.data.extents.move_to_file(node.ino)
 
     def read(self, ino: int, offset: int, length: int, keep: bool = True,
              nowait: bool = False) -> bytes | None:
@@ -325,6 +394,7 @@ class Content:
                 with self.db.tx() as tx:
                     self.nodes.persist(node, tx)
                     tx.set(node, staged=True)
+            self._to_file(node)
             if zero_end > offset:  # bytes first, then the extent that shows them
                 self.data.punch(ino, offset, zero_end)
             elif not zeroing:
@@ -332,7 +402,7 @@ class Content:
             t = now()
             with self.db.tx() as tx:
                 if zero_end > offset:
-                    self.data.extents.add(ino, offset, zero_end)
+                    self.data.record(ino, offset, zero_end, None)
                 changed = zero_end > offset or size != node.size
                 tx.set(node, size=size, ctime=t, mtime=t if changed else node.mtime)
             return node
@@ -358,7 +428,7 @@ class Content:
         only to find the file: the syncs themselves may take a while."""
         with self.lock:
             node = self.nodes.cached(ino) if ino is not None else None
-            fd = self.data.dup_fd(node.ino) if node is not None and node.staged else None
+            fd = self.data.existing_fd(node.ino) if node is not None and node.staged else None
         if fd is not None:
             try:
                 os.fsync(fd)
