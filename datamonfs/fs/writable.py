@@ -329,8 +329,9 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
     @guarded
     async def flush(self, fh):
         # close(2) waits for this, after the kernel wrote the file's pages back: committing
-        # the open group keeps the promise that what was closed survives SIGKILL.
-        await self._quick(self.ov.flush)
+        # the open group keeps the promise that what was closed survives SIGKILL. On the
+        # event loop: a commit without fsync (synchronous=NORMAL) is a WAL append.
+        self.ov.flush()
 
     async def _release_file(self, ino: int) -> None:
         await self._quick(self.ov.release, ino)

@@ -18,7 +18,7 @@ from datamonfs.core import ingest
 from datamonfs.core.repository import Author, Repository
 from datamonfs.core.stores import open_store
 from datamonfs.fs.overlay import Overlay, OverlayInfo
-from datamonfs.fs.overlay.content import INLINE_MAX, KEEP_SIZE, PUNCH_HOLE
+from datamonfs.fs.overlay.staged import INLINE_MAX, KEEP_SIZE, PUNCH_HOLE
 from datamonfs.fs.vfs import ROOT, FsError
 
 ADA = Author("Ada", "ada@example.org")

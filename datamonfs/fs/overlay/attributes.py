@@ -16,7 +16,7 @@ import threading
 from ...core import rules
 from ...core.model import DIR, FILE
 from ..vfs import FsError
-from .content import StagedData
+from .staged import StagedData
 from .db import OverlayDB
 from .nodes import Node, NodeCache, now
 

@@ -22,7 +22,7 @@ from ...core.model import Bundle, Entry, NO_PROVENANCE, Provenance
 from ...core.repository import BRANCH, LABEL, Author, Repository
 from ...errors import IntegrityError, NotFound
 from .changes import describe
-from .content import OpenReader
+from .staged import OpenReader
 from .overlay import DATA_DIR, DB_NAME, Overlay, OverlayInfo
 
 

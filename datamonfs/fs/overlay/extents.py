@@ -1,6 +1,6 @@
 """The written ranges of staged files: the `extents` table (schema.py).
 
-A file's ranges are disjoint and never adjacent: StagedData.record (content.py)
+A file's ranges are disjoint and never adjacent: StagedData.record (staged.py)
 merges what a write overlaps or touches, with `touching` and `replace` here. A
 range's bytes are in its row (`data`) or in the file's data file. With nodes.py and
 db.py, the only SQL of the overlay.

@@ -21,7 +21,7 @@ from typing import Callable
 from ...core import rules
 from ...core.model import DIR, FILE, LINK
 from ..vfs import ROOT, FsError
-from .content import StagedData
+from .staged import StagedData
 from .db import OverlayDB, Tx
 from .nodes import Node, NodeCache, now
 

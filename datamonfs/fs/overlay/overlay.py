@@ -7,10 +7,11 @@ kept in a directory per mount:
                     the path to one that does, the names that differ (whiteouts for
                     deleted ones), the written ranges of staged files, the mount's
                     identity and a pending commit
-    data/INO        a sparse file per staged file: written ranges only (content.py)
+    data/INO        a sparse file per staged file: written ranges only (staged.py;
+                    a small file's bytes are in its extent rows instead)
 
 `Overlay` is what the FUSE layer (fs/writable.py) talks to. Its parts: names in
-namespace.py, attributes in attributes.py, content in content.py, nodes and their
+namespace.py, attributes in attributes.py, content in content.py and staged.py, nodes and their
 rows in nodes.py. Here: opening
 and creating one, and what a commit needs (commit.py): the pending record and the
 rebase onto the committed bundle.
@@ -31,7 +32,8 @@ from ...core.trees import TreeReader
 from ..base_tree import BaseTrees
 from ..vfs import ROOT, FsError
 from .attributes import Attributes
-from .content import Content, OpenReader, StagedData
+from .content import Content
+from .staged import OpenReader, StagedData
 from .db import GROUP_SECONDS, OverlayDB
 from .namespace import Namespace
 from .extents import Extents
