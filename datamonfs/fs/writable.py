@@ -330,7 +330,8 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
     async def flush(self, fh):
         # close(2) waits for this, after the kernel wrote the file's pages back: committing
         # the open group keeps the promise that what was closed survives SIGKILL. On the
-        # event loop: a commit without fsync (synchronous=NORMAL) is a WAL append.
+        # event loop: a commit without fsync (synchronous=NORMAL) is a WAL append, and
+        # nothing at all when no change is waiting.
         self.ov.flush()
 
     async def _release_file(self, ino: int) -> None:

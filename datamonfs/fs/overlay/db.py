@@ -218,6 +218,8 @@ class OverlayDB:
 
     def flush(self) -> None:
         """Commit the open group (nothing when none is open), then run what waited for it."""
+        if not self.conn.in_transaction:
+            return  # nothing to commit: no need to wait for the lock
         with self.lock:
             if not self.conn.in_transaction:
                 return

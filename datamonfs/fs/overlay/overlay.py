@@ -91,6 +91,7 @@ class Overlay(Namespace, Attributes, Content):
                                         f"datamonfs reads formats up to {SCHEMA_VERSION}")
         self.info = OverlayInfo(**self.db.get_meta("info"))
         self.nodes = NodeCache(self.db, self.base)  # drops the rows of files a crash left unlinked
+        self.db.flush()  # committed before their data files go
         self.data = StagedData(os.path.join(directory, DATA_DIR), Extents(self.db), trees,
                                open_reader)
         self.data.keep_only(self.nodes.staged())  # and data files no row names any more
