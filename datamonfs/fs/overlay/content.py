@@ -54,6 +54,8 @@ class Content:
             if node.kind != FILE:
                 raise FsError(errno.EBADF)
             self.data.check_space(len(data))
+            if not data:
+                return 0
             if end <= INLINE_MAX and not (node.staged and self.data.extents.in_file(ino)):
                 self._record(node, offset, end, data)
                 return len(data)

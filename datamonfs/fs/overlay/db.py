@@ -232,7 +232,10 @@ class OverlayDB:
             done, self._on_commit = self._on_commit, []
             self._opened, self._changes = None, 0
             for fn in done:
-                fn()
+                try:
+                    fn()
+                except OSError as e:  # a data file left behind: the next open deletes it
+                    log.warning("%s: after a commit: %s", self.path, e)
 
     def _commit_groups(self) -> None:
         """The committer thread: each group is committed GROUP_SECONDS after it opened."""
@@ -249,7 +252,7 @@ class OverlayDB:
                     continue
                 try:
                     self.flush()
-                except FsError as e:  # a full disk, say: tried again a group later
+                except Exception as e:  # a full disk, say: tried again a group later
                     log.warning("%s: committing changes failed: %s", self.path, e)
                     self._wake.wait(self.group_seconds)
 
