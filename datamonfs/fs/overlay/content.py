@@ -53,12 +53,13 @@ class Content:
             node = self.nodes.get(ino)
             if node.kind != FILE:
                 raise FsError(errno.EBADF)
-            self.data.check_space(len(data))
             if not data:
                 return 0
             if end <= INLINE_MAX and not (node.staged and self.data.extents.in_file(ino)):
+                self.data.check_space(len(data), in_rows=True)
                 self._record(node, offset, end, data)
                 return len(data)
+            self.data.check_space(len(data))
             self._to_file(node)
             fd = self.data.dup_fd(ino)
         try:

@@ -74,12 +74,14 @@ class StagedData:
 
     # -- writing -----------------------------------------------------------------
 
-    def check_space(self, n: int) -> None:
+    def check_space(self, n: int, in_rows: bool = False) -> None:
         """ENOSPC before the disk is full: the database must always find room for the
-        change that records a write, or the one that deletes a file to free space."""
+        change that records a write, or the one that deletes a file to free space. Bytes
+        kept in rows are such a change too (they reach the WAL with the group that
+        records them, not before): they may use the first half of that reserve."""
         st = os.statvfs(self.dir)
         reserve = min(max(st.f_blocks * st.f_frsize // 50, RESERVE_MIN), RESERVE_MAX)
-        if st.f_bavail * st.f_frsize - n < reserve:
+        if st.f_bavail * st.f_frsize - n < (reserve // 2 if in_rows else reserve):
             raise FsError(errno.ENOSPC, "the overlay's file system is (nearly) full")
 
     def pwrite(self, ino: int, offset: int, data: bytes) -> int:
