@@ -326,8 +326,13 @@ class WritableFS(FileSystem[int]):  # an open file handle holds its inode
         self.stats["bytes_written"] += n
         return n
 
+    @guarded
     async def flush(self, fh):
-        pass
+        # close(2) waits for this, after the kernel wrote the file's pages back: committing
+        # the open group keeps the promise that what was closed survives SIGKILL. On the
+        # event loop: a commit without fsync (synchronous=NORMAL) is a WAL append, and
+        # nothing at all when no change is waiting.
+        self.ov.flush()
 
     async def _release_file(self, ino: int) -> None:
         await self._quick(self.ov.release, ino)

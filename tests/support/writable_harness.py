@@ -9,6 +9,8 @@ It opens (or creates, on the branch head or empty with --new) the overlay in
 STATE_DIR, mounts a WritableFS at MOUNTPOINT, prints {"event": "ready"} and then
 answers JSON lines on stdin: {"op": "commit", "message", "label"},
 {"op": "status"}, {"op": "stop"}. `Harness` below drives it from a test.
+DATAMONFS_HARNESS_CRASH=STEP kills it at a step of a commit;
+DATAMONFS_HARNESS_GROUP_SECONDS sets how long changes wait for their group commit.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def main() -> None:
                           os.getuid(), os.getgid())
     session = WritableSession.open(repo, CachedChunkReader(None, repo.chunks), req)
     _crash_hooks(session.ov)
+    if os.environ.get("DATAMONFS_HARNESS_GROUP_SECONDS"):  # how long changes may wait
+        session.ov.db.group_seconds = float(os.environ["DATAMONFS_HARNESS_GROUP_SECONDS"])
     author = Author("Ada", "ada@example.org")
 
     async def answer(req: dict) -> dict:

@@ -16,7 +16,7 @@ import threading
 from ...core import rules
 from ...core.model import DIR, FILE
 from ..vfs import FsError
-from .content import StagedData
+from .staged import StagedData
 from .db import OverlayDB
 from .nodes import Node, NodeCache, now
 
@@ -49,6 +49,7 @@ class Attributes:
             if size is not None and size < 0:
                 raise FsError(errno.EINVAL)
             t = now()
+            shrinks = size is not None and size < node.size and node.staged
             with self.db.tx() as tx:
                 self.nodes.persist(node, tx)
                 tx.set(node, ctime=t if ctime is None else ctime)
@@ -68,6 +69,8 @@ class Attributes:
                     node.uid = self._own(uid, None)[0]
                 if gid is not None:
                     node.gid = self._own(None, gid)[1]
+            if shrinks:  # the data file is cut once this is committed: now, under the lock
+                self.db.flush()
             return node
 
     # -- extended attributes ----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 Order, so that a kill at any point loses nothing and duplicates nothing:
 
+    0. Overlay.flush          the open group of changes is committed to the database
     1. core.commit.prepare    chunks and trees stored; the bundle is known, unnamed
     2. Overlay.set_pending    the bundle record is kept in the overlay (fsynced)
     3. core.commit.publish    bundle record, then branch (and label) records
@@ -21,7 +22,7 @@ from ...core.model import Bundle, Entry, NO_PROVENANCE, Provenance
 from ...core.repository import BRANCH, LABEL, Author, Repository
 from ...errors import IntegrityError, NotFound
 from .changes import describe
-from .content import OpenReader
+from .staged import OpenReader
 from .overlay import DATA_DIR, DB_NAME, Overlay, OverlayInfo
 
 
@@ -31,6 +32,7 @@ def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
     """Turn the staged changes into a bundle on the overlay's branch; empties the overlay.
     Callers keep writers out while it runs (the file system's write gate). `progress` is
     told the bytes cut as they are."""
+    ov.flush()  # what it commits is in the database, so a kill from here on keeps it
     info = ov.info
     if label is not None:  # before anything is stored: a label may not take a branch's name
         repo.check_ref_name(info.repo, LABEL, label)
@@ -55,9 +57,11 @@ def commit_overlay(ov: Overlay, repo: Repository, author: Author, message: str,
 
 
 def staged_bytes(ov: Overlay) -> int:
-    """Bytes written into the overlay's files (allocated blocks): what a commit will cut,
-    roughly (it also re-cuts up to a chunk around each change)."""
-    total = 0
+    """Bytes written into the overlay's files (allocated blocks of the data files, bytes
+    kept in rows): what a commit will cut, roughly (it also re-cuts up to a chunk around
+    each change)."""
+    with ov.lock:
+        total = ov.data.extents.row_bytes()
     with os.scandir(os.path.join(ov.dir, DATA_DIR)) as it:
         for entry in it:
             try:

@@ -1,18 +1,17 @@
 """File content: where a FUSE write is staged, and how a read puts a file together.
 
-`data/INO` holds the bytes written to inode INO at their own offsets (a sparse
-file); the `extents` rows say which ranges of it are real (disjoint, never
-adjacent; extents.Extents). A read takes written ranges from the data file, and the
-rest from the file's base content below its `base_limit`, else zeros. So writing
-4 bytes into a 10 GiB base file stages 4 bytes, and a truncate only moves numbers.
+The bytes written are kept by staged.StagedData: a small file's in its extent rows
+(below INLINE_MAX), others in `data/INO`, a sparse file at their own offsets. A
+write past INLINE_MAX, or a fallocate, moves a file's bytes from its rows to its
+data file first (`Content._to_file`). A read takes written ranges from there, and
+the rest from the file's base content below its `base_limit`, else zeros. So
+writing 4 bytes into a 10 GiB base file stages 4 bytes, and a truncate only moves
+numbers.
 
 `Content.write` (a FUSE write) writes the bytes to the data file first, then
 records the extent that shows them in one transaction, so a crash leaves at worst
-written bytes nobody points at. Data files are deleted only after the rows that
-name them (`StagedData.drop`, after the transaction commits).
-
-`StagedData` is called with the overlay's lock held, except `assemble`, which reads
-base content (perhaps from the store) without it.
+written bytes nobody points at (and a data file no row names, deleted when the
+overlay is opened again).
 
 `Content.fallocate` (fallocate(2) on the mount): allocating reserves the range in
 the data file (so later writes there do not run out of space) and may extend the
@@ -22,225 +21,15 @@ range as written, so it reads as zeros whatever the base had there.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import threading
-from typing import Callable, Protocol
 
-from ...core.model import DIR, FILE, Entry
-from ...core.trees import TreeReader
-from ...lru import LRU
+from ...core.model import DIR, FILE
 from ..vfs import FsError
-from .db import OverlayDB, Tx
-from .extents import Extents
+from .db import OverlayDB
 from .nodes import Node, NodeCache, now
-
-MAX_FDS = 128  # open data files; more are closed least recently used first
-MAX_READERS = 64
-RESERVE_MIN, RESERVE_MAX = 1 << 20, 64 << 20  # free space kept for the database
-# fallocate(2) modes (linux/falloc.h) a writable mount supports; the others shift content
-# (COLLAPSE_RANGE, INSERT_RANGE) or concern shared extents (UNSHARE_RANGE): EOPNOTSUPP.
-KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE = 0x01, 0x02, 0x10
-FALLOCATE_MODES = KEEP_SIZE | PUNCH_HOLE | ZERO_RANGE
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-
-
-def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
-    """fallocate(2) itself (os.posix_fallocate would write zeros where it is missing)."""
-    if _libc.fallocate(fd, mode, offset, length) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-class RangeReader(Protocol):
-    """A base file's bytes (the block cache's FileReader)."""
-
-    def read(self, offset: int, length: int) -> bytes: ...
-
-
-OpenReader = Callable[[list[tuple[str, int]]], RangeReader]
-
-
-def _close_fd(ino: int, fd: int) -> None:
-    os.close(fd)
-
-
-class StagedData:
-    def __init__(self, directory: str, extents: Extents, trees: TreeReader,
-                 open_reader: OpenReader):
-        self.dir = directory
-        self.extents = extents
-        self.trees = trees
-        self.open_reader = open_reader
-        self._fds: LRU[int, int] = LRU(MAX_FDS, dispose=_close_fd)
-        self._readers: LRU[int, tuple[Entry, RangeReader]] = LRU(MAX_READERS)
-        self._readers_lock = threading.Lock()
-        self.nowait = True  # the file system of data/ reads with RWF_NOWAIT
-
-    # -- writing -----------------------------------------------------------------
-
-    def check_space(self, n: int) -> None:
-        """ENOSPC before the disk is full: the database must always find room for the
-        change that records a write, or the one that deletes a file to free space."""
-        st = os.statvfs(self.dir)
-        reserve = min(max(st.f_blocks * st.f_frsize // 50, RESERVE_MIN), RESERVE_MAX)
-        if st.f_bavail * st.f_frsize - n < reserve:
-            raise FsError(errno.ENOSPC, "the overlay's file system is (nearly) full")
-
-    def pwrite(self, ino: int, offset: int, data: bytes) -> int:
-        try:
-            return os.pwrite(self._fd(ino), data, offset)
-        except OSError as e:
-            raise FsError(e.errno or errno.EIO, f"writing staged data: {e}") from None
-
-    def truncate(self, tx: Tx, ino: int, size: int, staged: bool) -> None:
-        """Forget written bytes at and past `size`, in a transaction; the data file's
-        space past it is given back once that commits."""
-        self.extents.truncate(ino, size)
-        if staged:
-            tx.after(lambda: self._shrink(ino, size))
-
-    def punch(self, ino: int, start: int, end: int) -> None:
-        """Make [start, end) of a data file read as zeros, giving its space back."""
-        try:
-            fallocate(self._fd(ino), PUNCH_HOLE | KEEP_SIZE, start, end - start)
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
-                raise FsError(e.errno or errno.EIO, f"punching staged data: {e}") from None
-            for at in range(start, end, 1 << 20):  # a file system without holes
-                self.pwrite(ino, at, bytes(min(1 << 20, end - at)))
-
-    def reserve(self, ino: int, start: int, length: int) -> None:
-        """Allocate [start, start + length) of a data file, so that writes there find room
-        (skipped where the overlay's file system cannot allocate ahead)."""
-        try:
-            fallocate(self._fd(ino), KEEP_SIZE, start, length)
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
-                raise FsError(e.errno or errno.EIO, f"allocating staged data: {e}") from None
-
-    def allocated(self, ino: int) -> int:
-        """Bytes a data file occupies on disk (written ranges and reservations)."""
-        return os.fstat(self._fd(ino)).st_blocks * 512
-
-    def _shrink(self, ino: int, size: int) -> None:
-        try:
-            os.truncate(os.path.join(self.dir, str(ino)), size)
-        except OSError:
-            pass  # only space: bytes past the extents are never read
-
-    # -- reading -----------------------------------------------------------------
-
-    def pieces(self, ino: int, start: int, end: int, staged: bool, nowait: bool = False) -> list:
-        """[start, end) as written bytes, and (a, b) gaps for `assemble` to fill. With
-        `nowait`, bytes not in the page cache raise BlockingIOError instead of waiting."""
-        out: list = []
-        pos = start
-        for a, b in (self.extents.within(ino, start, end) if staged else ()):
-            if a > pos:
-                out.append((pos, a))
-            if nowait:
-                if not self.nowait:
-                    raise BlockingIOError
-                buf = bytearray(b - a)
-                try:
-                    n = os.preadv(self._fd(ino), [buf], a, os.RWF_NOWAIT)
-                except OSError as e:
-                    if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # tmpfs, say
-                        self.nowait = False
-                        raise BlockingIOError from None
-                    raise
-                data = bytes(buf[:n])
-            else:
-                data = os.pread(self._fd(ino), b - a, a)
-            out.append(data + bytes(b - a - len(data)))  # a sparse tail reads as zeros
-            pos = b
-        if pos < end:
-            out.append((pos, end))
-        return out
-
-    def assemble(self, ino: int, pieces: list, base_limit: int, origin: Entry | None) -> bytes:
-        """Fill the gaps: base content below base_limit, zeros above."""
-        reader = None
-        out = []
-        for p in pieces:
-            if isinstance(p, bytes):
-                out.append(p)
-                continue
-            a, b = p
-            if a < base_limit:
-                reader = reader or self._reader(ino, origin)
-                out.append(reader.read(a, min(b, base_limit) - a))
-                a = min(b, base_limit)
-            if a < b:
-                out.append(bytes(b - a))
-        return out[0] if len(out) == 1 else b"".join(out)
-
-    def _reader(self, ino: int, origin: Entry) -> RangeReader:
-        with self._readers_lock:
-            hit = self._readers.get(ino)
-            if hit is not None and hit[0] is origin:
-                return hit[1]
-        reader = self.open_reader(self.trees.chunks(origin))
-        with self._readers_lock:
-            self._readers[ino] = (origin, reader)
-        return reader
-
-    # -- files -------------------------------------------------------------------
-
-    def dup_fd(self, ino: int) -> int:
-        """A descriptor of a file's data that stays valid when the cache closes its own."""
-        return os.dup(self._fd(ino))
-
-    def sync_names(self) -> None:
-        """Make the names of new data files durable."""
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def space(self) -> os.statvfs_result:
-        return os.statvfs(self.dir)
-
-    def _fd(self, ino: int) -> int:
-        fd = self._fds.get(ino)
-        if fd is None:
-            try:
-                fd = os.open(os.path.join(self.dir, str(ino)),
-                             os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except OSError as e:
-                raise FsError(e.errno or errno.EIO, f"staged data of inode {ino}: {e}") from None
-            self._fds[ino] = fd
-        return fd
-
-    def forget(self, ino: int) -> None:
-        """Close what is kept open for a file the kernel no longer knows."""
-        self._fds.pop(ino)
-        with self._readers_lock:
-            self._readers.pop(ino)
-
-    def drop(self, ino: int) -> None:
-        """Delete a file's staged bytes (after the rows naming them are gone)."""
-        self.forget(ino)
-        try:
-            os.unlink(os.path.join(self.dir, str(ino)))
-        except FileNotFoundError:
-            pass
-
-    def keep_only(self, staged: set[int]) -> None:
-        """After a crash: delete data files no row names."""
-        for name in os.listdir(self.dir):
-            if not name.isdigit() or int(name) not in staged:
-                try:
-                    os.unlink(os.path.join(self.dir, name))
-                except FileNotFoundError:
-                    pass
-
-    def close(self) -> None:
-        self._fds.clear()
+from .staged import FALLOCATE_MODES, INLINE_MAX, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE, StagedData
 
 
 class Content:
@@ -252,20 +41,26 @@ class Content:
     data: StagedData
 
     def write(self, ino: int, offset: int, data: bytes) -> int:
-        """A FUSE write: bytes into data/INO, then (one transaction) the extent that
-        shows them and the file's new size and times. The bytes are written without
-        the overlay's lock, so writes to different files, or to different ranges of one
-        (the kernel sends no overlapping writes at once, and holds truncates and
-        fallocates of a file until its writes are answered), proceed in parallel."""
+        """A FUSE write, in one transaction with the extent that shows it and the file's
+        new size and times (the file persisted and marked staged with its first one).
+        A small file's bytes go into the row (INLINE_MAX). Other bytes go to data/INO
+        first, without the overlay's lock, so writes to different files, or to different
+        ranges of one (the kernel sends no overlapping writes at once, and holds
+        truncates and fallocates of a file until its writes are answered), proceed in
+        parallel; the rows follow."""
+        end = offset + len(data)
         with self.lock:
             node = self.nodes.get(ino)
             if node.kind != FILE:
                 raise FsError(errno.EBADF)
+            if not data:
+                return 0
+            if end <= INLINE_MAX and not (node.staged and self.data.extents.in_file(ino)):
+                self.data.check_space(len(data), in_rows=True)
+                self._record(node, offset, end, data)
+                return len(data)
             self.data.check_space(len(data))
-            if not (node.persisted and node.staged):
-                with self.db.tx() as tx:
-                    self.nodes.persist(node, tx)
-                    tx.set(node, staged=True)
+            self._to_file(node)
             fd = self.data.dup_fd(ino)
         try:
             n = os.pwrite(fd, data, offset)
@@ -275,11 +70,25 @@ class Content:
             os.close(fd)
         if n:
             with self.lock:
-                t = now()
-                with self.db.tx() as tx:
-                    self.data.extents.add(ino, offset, offset + n)
-                    tx.set(node, size=max(node.size, offset + n), mtime=t, ctime=t)
+                self._record(node, offset, offset + n, None)
         return n
+
+    def _record(self, node: Node, start: int, end: int, data: bytes | None) -> None:
+        t = now()
+        with self.db.tx() as tx:
+            self.nodes.persist(node, tx)
+            self.data.record(node.ino, start, end, data)
+            tx.set(node, staged=True, size=max(node.size, end), mtime=t, ctime=t)
+
+    def _to_file(self, node: Node) -> None:
+        """Move a file's bytes kept in rows to its data file: bytes first, then the rows
+        say so."""
+        rows = self.data.extents.in_rows(node.ino) if node.staged else []
+        if rows:
+            for a, _, blob in rows:
+                self.data.pwrite(node.ino, a, blob)
+            with self.db.tx():
+                self.data.extents.move_to_file(node.ino)
 
     def read(self, ino: int, offset: int, length: int, keep: bool = True,
              nowait: bool = False) -> bytes | None:
@@ -323,6 +132,7 @@ class Content:
                 with self.db.tx() as tx:
                     self.nodes.persist(node, tx)
                     tx.set(node, staged=True)
+            self._to_file(node)
             if zero_end > offset:  # bytes first, then the extent that shows them
                 self.data.punch(ino, offset, zero_end)
             elif not zeroing:
@@ -330,7 +140,7 @@ class Content:
             t = now()
             with self.db.tx() as tx:
                 if zero_end > offset:
-                    self.data.extents.add(ino, offset, zero_end)
+                    self.data.record(ino, offset, zero_end, None)
                 changed = zero_end > offset or size != node.size
                 tx.set(node, size=size, ctime=t, mtime=t if changed else node.mtime)
             return node
@@ -356,7 +166,7 @@ class Content:
         only to find the file: the syncs themselves may take a while."""
         with self.lock:
             node = self.nodes.cached(ino) if ino is not None else None
-            fd = self.data.dup_fd(node.ino) if node is not None and node.staged else None
+            fd = self.data.existing_fd(node.ino) if node is not None and node.staged else None
         if fd is not None:
             try:
                 os.fsync(fd)

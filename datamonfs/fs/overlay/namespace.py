@@ -21,7 +21,7 @@ from typing import Callable
 from ...core import rules
 from ...core.model import DIR, FILE, LINK
 from ..vfs import ROOT, FsError
-from .content import StagedData
+from .staged import StagedData
 from .db import OverlayDB, Tx
 from .nodes import Node, NodeCache, now
 
@@ -297,7 +297,7 @@ class Namespace:
         """Its rows now, its data file once they are gone (committed)."""
         self.nodes.delete(tx, node)
         if node.staged:
-            tx.after(lambda: self.data.drop(node.ino))
+            tx.once_committed(lambda: self.data.drop(node.ino))
 
     # -- open files ------------------------------------------------------------
 

@@ -7,10 +7,11 @@ kept in a directory per mount:
                     the path to one that does, the names that differ (whiteouts for
                     deleted ones), the written ranges of staged files, the mount's
                     identity and a pending commit
-    data/INO        a sparse file per staged file: written ranges only (content.py)
+    data/INO        a sparse file per staged file: written ranges only (staged.py;
+                    a small file's bytes are in its extent rows instead)
 
 `Overlay` is what the FUSE layer (fs/writable.py) talks to. Its parts: names in
-namespace.py, attributes in attributes.py, content in content.py, nodes and their
+namespace.py, attributes in attributes.py, content in content.py and staged.py, nodes and their
 rows in nodes.py. Here: opening
 and creating one, and what a commit needs (commit.py): the pending record and the
 rebase onto the committed bundle.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from dataclasses import asdict, dataclass
 
 from ...core.model import Bundle, Entry
@@ -32,8 +32,9 @@ from ...core.trees import TreeReader
 from ..base_tree import BaseTrees
 from ..vfs import ROOT, FsError
 from .attributes import Attributes
-from .content import Content, OpenReader, StagedData
-from .db import OverlayDB
+from .content import Content
+from .staged import OpenReader, StagedData
+from .db import GROUP_SECONDS, OverlayDB
 from .namespace import Namespace
 from .extents import Extents
 from .nodes import NodeCache, write_dirty, write_root
@@ -78,10 +79,10 @@ def read_info(directory: str) -> OverlayInfo:
 class Overlay(Namespace, Attributes, Content):
     def __init__(self, directory: str, trees: TreeReader, open_reader: OpenReader):
         self.dir = directory
-        self.db = OverlayDB(os.path.join(directory, DB_NAME), write_dirty)
+        self.db = OverlayDB(os.path.join(directory, DB_NAME), write_dirty, GROUP_SECONDS)
         self.trees = trees
         self.base = BaseTrees(trees)
-        self.lock = threading.RLock()
+        self.lock = self.db.lock  # so that a group is never committed halfway through a change
         self.db.migrate()  # an overlay of an older schema, written by an older datamonfs
         version = self.db.get_meta("version")
         if version != SCHEMA_VERSION:
@@ -90,6 +91,7 @@ class Overlay(Namespace, Attributes, Content):
                                         f"datamonfs reads formats up to {SCHEMA_VERSION}")
         self.info = OverlayInfo(**self.db.get_meta("info"))
         self.nodes = NodeCache(self.db, self.base)  # drops the rows of files a crash left unlinked
+        self.db.flush()  # committed before their data files go
         self.data = StagedData(os.path.join(directory, DATA_DIR), Extents(self.db), trees,
                                open_reader)
         self.data.keep_only(self.nodes.staged())  # and data files no row names any more
@@ -112,9 +114,13 @@ class Overlay(Namespace, Attributes, Content):
         return cls(directory, trees, open_reader)
 
     def close(self) -> None:
-        with self.lock:
+        self.db.close()  # commits the open group first (not under the lock: it joins the
+        with self.lock:  # thread that commits groups, which takes it)
             self.data.close()
-            self.db.close()
+
+    def flush(self) -> None:
+        """Commit the changes of the open group (they survive SIGKILL from now on)."""
+        self.db.flush()
 
     @property
     def owner(self) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-SCHEMA_VERSION = 2  # meta 'version'
+SCHEMA_VERSION = 3  # meta 'version'
 
 SCHEMA = """
 -- Small values by key, each JSON:
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS nodes (
                                         -- JSON: a file's body in the form of either
                                         -- store format), or NULL for a node made here;
                                         -- commit keeps what still equals it
-    staged INTEGER NOT NULL DEFAULT 0,  -- files: 1 when data/INO holds written ranges
+    staged INTEGER NOT NULL DEFAULT 0,  -- files: 1 when it has written ranges (extents)
     base_limit INTEGER NOT NULL DEFAULT 0,  -- files: the origin's bytes show below this
                                         -- offset (lowered by a shrinking truncate);
                                         -- unwritten bytes above it read as zeros
@@ -77,14 +77,17 @@ CREATE TABLE IF NOT EXISTS dirents (
     PRIMARY KEY (parent, name)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dirents_by_ino ON dirents (ino) WHERE ino IS NOT NULL;
 
--- The written byte ranges of staged files: the bytes of [start, end) are in
--- data/INO at the same offsets. A file's ranges are disjoint and never adjacent
--- (extents.Extents.add merges them). Bytes reach data/INO before the range that
--- shows them is recorded, so a crash leaves at worst bytes nothing shows.
+-- The written byte ranges of staged files: the bytes of [start, end) are in the
+-- row itself (`data`, a small file's: content.INLINE_MAX) or else in data/INO at
+-- the same offsets. A file's ranges are disjoint and never adjacent
+-- (content.StagedData.record merges them). Bytes reach data/INO before the range
+-- that shows them is recorded, so a crash leaves at worst bytes nothing shows.
 CREATE TABLE IF NOT EXISTS extents (
     ino INTEGER NOT NULL,               -- the file's node
     start INTEGER NOT NULL,             -- first byte written
     end INTEGER NOT NULL,               -- one past the last byte written
+    data BLOB,                          -- since schema 3: the bytes of [start, end), or
+                                        -- NULL: they are in data/INO
     PRIMARY KEY (ino, start)) WITHOUT ROWID;
 """
 
@@ -99,6 +102,9 @@ MIGRATIONS = {
         "ALTER TABLE nodes ADD COLUMN gid INTEGER",
         "ALTER TABLE nodes ADD COLUMN atime INTEGER",
         "ALTER TABLE nodes ADD COLUMN xattrs TEXT",
+    ],
+    2: [  # schema 2 kept every written byte in data/INO: NULL says so
+        "ALTER TABLE extents ADD COLUMN data BLOB",
     ],
 }
 
@@ -137,6 +143,7 @@ class ExtentRow(NamedTuple):
     ino: int
     start: int
     end: int
+    data: bytes | None  # the bytes themselves, or None: in data/INO
 
 
 def columns(row: type[NamedTuple], table: str = "") -> str:
