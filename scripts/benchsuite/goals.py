@@ -71,7 +71,9 @@ GOALS = [
     Goal("16 parallel cold readers vs rclone", PARALLEL, "16 parallel readers, cold", "rclone",
          1.5, "0.67×"),
     Goal("untar of small files into a writable mount vs local disk", WRITE,
-         "untar of small files", "local disk", 0.3, "0.03×"),
+         "untar of small files, no sync", "local disk", 0.3, "0.03×"),
+    Goal("untar of small files, both ending with sync -f, vs local disk", WRITE,
+         "untar of small files, then sync -f", "local disk", 0.3, "0.12× (3,000 files)"),
     Goal("first find + stat walk, cold, vs local disk", WALK, "first walk, cold", "local disk",
          0.8, "0.41×"),
 ]
