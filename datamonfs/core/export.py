@@ -44,6 +44,7 @@ from .repository import Repository
 
 READ_AHEAD = 32 << 20  # bytes fetched ahead of the writer
 FETCHERS = 8  # batches fetched at once
+WRITE_BYTES = 1 << 20  # a file's chunks are written in pieces of about this (64 KiB each: 16 per write)
 PENDING_FILES = 256  # files whose chunks are being fetched, not written yet
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MARKER = ".datamonfs-download"  # in DEST while a download is not complete: its bundle
@@ -353,17 +354,21 @@ class _Download:
 
     def file(self, parent: int, path: str, entry: Entry, chunks: int) -> None:
         def write(fd: int) -> None:
-            for _ in range(chunks):
-                try:
-                    data = self.ahead.take()
-                except IntegrityError as e:
-                    raise IntegrityError(f"{path}: {e}") from None
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                self.stats.bytes += len(data)
+            left = chunks
+            while left:  # chunks gathered into writes of about WRITE_BYTES: one syscall each
+                parts, size = [], 0
+                while left and size < WRITE_BYTES:
+                    try:
+                        data = self.ahead.take()
+                    except IntegrityError as e:
+                        raise IntegrityError(f"{path}: {e}") from None
+                    parts.append(data)
+                    size += len(data)
+                    left -= 1
+                _write_all(fd, parts)
+                self.stats.bytes += size
                 if self.progress:
-                    self.progress(len(data))
+                    self.progress(size)
             self.set_xattrs(fd, entry)
             os.fchmod(fd, rules.safe_mode(entry.mode))
             os.utime(fd, ns=(entry.mtime, entry.mtime))
@@ -412,3 +417,15 @@ class _Download:
             if isinstance(e, OSError):
                 raise self.cannot(path, e) from None
             raise
+
+
+def _write_all(fd: int, parts: list) -> None:
+    """All of `parts` at the file's offset, in as few writev calls as the kernel allows."""
+    views = [memoryview(p) for p in parts if len(p)]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
