@@ -13,25 +13,16 @@ import time
 
 import pytest
 from support.files import snapshot, tree_snapshot
-from support.writable import ChildDied
+from support.writable import ChildDied, small_base
 
-from datamonfs.core import ingest
-from datamonfs.core.repository import Author, Repository
-from datamonfs.core.stores import open_store
+from datamonfs.core.repository import Author
 
 ADA = Author("Ada", "ada@example.org")
 
 
 @pytest.fixture
 def repo(store_url, tmp_path):
-    r = Repository(open_store(store_url))
-    r.create_repo("r", "", ADA)
-    src = tmp_path / "src"
-    (src / "dir").mkdir(parents=True)
-    (src / "dir" / "old").write_bytes(b"old")
-    (src / "a.txt").write_bytes(b"hello\n")
-    r.base, _ = ingest.upload(r, "r", str(src), "base", ADA)
-    return r
+    return small_base(store_url, tmp_path)
 
 
 def test_sigkill_while_writing_keeps_everything_fsynced(repo, mounts):

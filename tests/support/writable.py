@@ -112,3 +112,20 @@ class Mounts:
                 h.stop(timeout=10)
             except Exception:
                 h.kill()
+
+
+def small_base(store_url: str, tmp_path):
+    """Repo "r" in the store (a Repository) with one bundle (`.base`): dir/old and a.txt."""
+    from datamonfs.core import ingest
+    from datamonfs.core.repository import Author, Repository
+    from datamonfs.core.stores import open_store
+
+    ada = Author(ADA_NAME, ADA_EMAIL)
+    r = Repository(open_store(store_url))
+    r.create_repo("r", "", ada)
+    src = tmp_path / "src"
+    (src / "dir").mkdir(parents=True)
+    (src / "dir" / "old").write_bytes(b"old")
+    (src / "a.txt").write_bytes(b"hello\n")
+    r.base, _ = ingest.upload(r, "r", str(src), "base", ada)
+    return r

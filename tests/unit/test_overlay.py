@@ -9,13 +9,14 @@ import random
 import sqlite3
 
 import pytest
+from support.overlays import Content, one_file_base, overlay_in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datamonfs.core import ingest, trees
 from datamonfs.core.repository import Author, Repository
 from datamonfs.core.stores import open_store
-from datamonfs.fs.overlay import Overlay, OverlayInfo
+from datamonfs.fs.overlay import Overlay
 from datamonfs.fs.overlay.db import OverlayDB
 from datamonfs.fs.overlay.schema import DirentRow, ExtentRow, MetaRow, NodeRow
 from datamonfs.fs.vfs import ROOT, FsError
@@ -23,32 +24,13 @@ from datamonfs.fs.vfs import ROOT, FsError
 ADA = Author("Ada", "ada@example.org")
 
 
-class Content:
-    """A base file's content reader over bytes (what the block cache's FileReader does)."""
-
-    def __init__(self, repo, chunks):
-        self.data = b"".join(repo.chunks.read_chunks(chunks))
-
-    def read(self, offset, length):
-        return self.data[offset:offset + length]
-
-
 def overlay_on(tmp_path, name, repo, bundle=None) -> Overlay:
-    info = OverlayInfo("r", "main", bundle.id if bundle else "", bundle.tree if bundle else "",
-                       "/nowhere", 0.0)
-    return Overlay.create_in(str(tmp_path / name), info, repo.trees,
-                             lambda chunks: Content(repo, chunks))
+    return overlay_in(tmp_path / name, repo, bundle)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("base")
-    repo = Repository(open_store(str(tmp / "store")))
-    repo.create_repo("r", "", ADA)
-    (tmp / "src").mkdir()
-    (tmp / "src" / "f").write_bytes(random.Random(2).randbytes(600_000))
-    bundle, _ = ingest.upload(repo, "r", str(tmp / "src"), "base", ADA)
-    return repo, bundle
+    return one_file_base(tmp_path_factory.mktemp("base"), 600_000)
 
 
 ops = st.lists(st.one_of(

@@ -11,43 +11,25 @@ import sqlite3
 import time
 
 import pytest
+from support.overlays import Content, one_file_base, overlay_in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datamonfs.core import ingest
-from datamonfs.core.repository import Author, Repository
-from datamonfs.core.stores import open_store
-from datamonfs.fs.overlay import Overlay, OverlayInfo
+from datamonfs.core.repository import Author
+from datamonfs.fs.overlay import Overlay
 from datamonfs.fs.overlay.staged import INLINE_MAX, KEEP_SIZE, PUNCH_HOLE
 from datamonfs.fs.vfs import ROOT, FsError
 
 ADA = Author("Ada", "ada@example.org")
 
 
-class Content:
-    """A base file's content reader over bytes (what the block cache's FileReader does)."""
-
-    def __init__(self, repo, chunks):
-        self.data = b"".join(repo.chunks.read_chunks(chunks))
-
-    def read(self, offset, length):
-        return self.data[offset:offset + length]
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("base")
-    repo = Repository(open_store(str(tmp / "store")))
-    repo.create_repo("r", "", ADA)
-    (tmp / "src").mkdir()
-    (tmp / "src" / "f").write_bytes(random.Random(2).randbytes(200_000))
-    bundle, _ = ingest.upload(repo, "r", str(tmp / "src"), "base", ADA)
-    return repo, bundle
+    return one_file_base(tmp_path_factory.mktemp("base"), 200_000)
 
 
 def create(directory, repo, bundle) -> Overlay:
-    info = OverlayInfo("r", "main", bundle.id, bundle.tree, "/nowhere", 0.0)
-    return Overlay.create_in(str(directory), info, repo.trees, lambda c: Content(repo, c))
+    return overlay_in(directory, repo, bundle)
 
 
 def reopen(directory, repo) -> Overlay:
