@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections import Counter
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import lmdb
 
@@ -125,12 +125,8 @@ class BlockCache:
                 raise IntegrityError(f"chunk {addr} has {rec.size} bytes, not the {size} its "
                                      "file lists")
         view = memoryview(buf)
-        at, i, tokens = 0, 0, set()
-        while i < len(recs):
-            j = i + 1  # recs[i:j]: neighbours in one file
-            while j < len(recs) and recs[j].token == recs[i].token and \
-                    recs[j].offset == recs[j - 1].offset + recs[j - 1].size:
-                j += 1
+        at, tokens = 0, set()
+        for i, j in _file_runs(recs):
             length = recs[j - 1].offset + recs[j - 1].size - recs[i].offset
             path = self.index.files.block_path(recs[i].token)
             got = self._preadv(path, recs[i].offset, view[at:at + length], nowait)
@@ -148,7 +144,6 @@ class BlockCache:
                 self._drop(refs[i][0].encode(), raws[i])
                 return False
             tokens.add(recs[i].token)
-            i = j
         for token in tokens:
             self._touch(token, flush=not nowait)
         self._count("hits", len(refs))
@@ -185,47 +180,40 @@ class BlockCache:
             return [None] * len(refs)
         with env.begin(db=self.index.blocks_db) as txn:
             raws = [txn.get(addr.encode()) for addr, _ in refs]
-        out: list[bytes | None] = [None] * len(refs)
-        group: list[tuple[int, Record]] = []  # neighbours in one file: (position, record)
-        for i, ((addr, size), raw) in enumerate(zip(refs, raws)):
-            rec = Record.unpack(raw) if raw else None
+        recs = [Record.unpack(raw) if raw else None for raw in raws]
+        for (addr, size), raw, rec in zip(refs, raws, recs):
             if rec is not None and rec.size != size:
                 raise IntegrityError(f"chunk {addr} has {rec.size} bytes, not the {size} its "
                                      "file lists")
-            if rec is None or not group or rec.token != group[-1][1].token or \
-                    rec.offset != group[-1][1].offset + group[-1][1].size:
-                self._read_group(refs, raws, group, out)
-                group = []
-            if rec is not None:
-                group.append((i, rec))
-            elif raw is not None:
-                self._drop(refs[i][0].encode(), raw)
-        self._read_group(refs, raws, group, out)
+            if rec is None and raw is not None:
+                self._drop(addr.encode(), raw)
+        out: list[bytes | None] = [None] * len(refs)
+        for i, j in _file_runs(recs):
+            self._read_run(refs, raws, recs, i, j, out)
         hits = sum(data is not None for data in out)
         self._count("hits", hits)
         self._count("misses", len(refs) - hits)
         return out
 
-    def _read_group(self, refs, raws, group: list[tuple[int, Record]], out: list) -> None:
-        if not group:
-            return
-        first, last = group[0][1], group[-1][1]
-        token = first.token
-        data = _pread(self.index.files.block_path(token), first.offset,
-                      last.offset + last.size - first.offset)
-        view = memoryview(data or b"")
-        for i, rec in group:
+    def _read_run(self, refs, raws, recs: list, i: int, j: int, out: list) -> None:
+        """out[i:j]: the chunks recs[i:j], neighbours in one block file, read together."""
+        first, last = recs[i], recs[j - 1]
+        path = self.index.files.block_path(first.token)
+        data = bytearray(last.offset + last.size - first.offset)
+        got = self._preadv(path, first.offset, memoryview(data), False)
+        view = memoryview(data)[:got or 0]
+        for k in range(i, j):
+            rec = recs[k]
             piece = view[rec.offset - first.offset:rec.offset - first.offset + rec.size]
             if len(piece) == rec.size and piece_digests(piece) == rec.digests:
-                out[i] = bytes(piece)
+                out[k] = bytes(piece)
             else:
-                if data is not None:
+                if got is not None:
                     log.warning("cached block %s is corrupt (size or checksum mismatch); "
-                                "dropped it, its chunks will be fetched again",
-                                self.index.files.block_path(token))
-                self._drop(refs[i][0].encode(), raws[i])
+                                "dropped it, its chunks will be fetched again", path)
+                self._drop(refs[k][0].encode(), raws[k])
                 return  # the rest of the file went with it
-        self._touch(token)
+        self._touch(first.token)
 
     def _read(self, addr: str, start: int, end: int | None, size: int | None,
               nowait: bool = False) -> bytes | None:
@@ -298,21 +286,15 @@ class BlockCache:
         with env.begin(db=self.index.blocks_db) as txn:
             recs = [Record.unpack(raw) if raw else None
                     for raw in (txn.get(addr.encode()) for addr in addrs)]
-        spans: list[list] = []  # [token, offset, end]
-        for rec in recs:
-            if rec is None:
-                continue
-            if spans and spans[-1][0] == rec.token and spans[-1][2] == rec.offset:
-                spans[-1][2] = rec.offset + rec.size
-            else:
-                spans.append([rec.token, rec.offset, rec.offset + rec.size])
-        for token, offset, end in spans:
+        for i, j in _file_runs(recs):
+            first, last = recs[i], recs[j - 1]
             try:
-                fd = os.open(self.index.files.block_path(token), os.O_RDONLY)
+                fd = os.open(self.index.files.block_path(first.token), os.O_RDONLY)
             except OSError:
                 continue  # evicted meanwhile: the read will miss and fetch it
             try:
-                os.posix_fadvise(fd, offset, end - offset, os.POSIX_FADV_WILLNEED)
+                os.posix_fadvise(fd, first.offset, last.offset + last.size - first.offset,
+                                 os.POSIX_FADV_WILLNEED)
             finally:
                 os.close(fd)
         return [rec is not None for rec in recs]
@@ -522,12 +504,17 @@ class BlockCache:
             self._flush()
 
 
-def _pread(path: str, offset: int, length: int) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None  # evicted since the lookup
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
+def _file_runs(recs: list) -> Iterator[tuple[int, int]]:
+    """(i, j) of each run recs[i:j] of neighbours in one block file, in order, one after
+    another without a gap (a run fetched together was cached together); None is skipped."""
+    i = 0
+    while i < len(recs):
+        if recs[i] is None:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(recs) and recs[j] is not None and recs[j].token == recs[i].token \
+                and recs[j].offset == recs[j - 1].offset + recs[j - 1].size:
+            j += 1
+        yield i, j
+        i = j
