@@ -4,6 +4,7 @@
     repo = open_repository(cfg)                 # a Repository reading metadata through
                                                 # `meta`, knowing the store's packs (LMDB)
     repo, reader = cached_repository(cfg)       # that, and a ChunkReader through `blocks`
+                                                # (in place for a local store: in_place.py)
     FileReader(reader, chunks).read(offset, n)  # ranges of one file, with read-ahead
 
 Open the cache after forking, not before: an LMDB environment belongs to the
@@ -21,13 +22,14 @@ from ..core.repository import Repository
 from ..core.stores import StoreSpec, open_store
 from .blocks import BlockCache, default_limit
 from .file_reader import FileReader
+from .in_place import InPlaceReader, reads_in_place
 from .index import CacheIndex, clear_unused
 from .locations import LmdbLocations, clear_locations
 from .meta import LmdbMetaCache
 from .reader import CachedChunkReader
 
-__all__ = ["BlockCache", "CachedChunkReader", "FileReader", "LmdbLocations", "LmdbMetaCache",
-           "cached_repository", "clear_locations", "clear_unused", "open_cache",
+__all__ = ["BlockCache", "CachedChunkReader", "FileReader", "InPlaceReader", "LmdbLocations",
+           "LmdbMetaCache", "cached_repository", "clear_locations", "clear_unused", "open_cache",
            "open_repository"]
 
 _opened: dict[str, tuple[BlockCache, LmdbMetaCache]] = {}
@@ -61,10 +63,12 @@ def open_repository(cfg: Config, store: StoreSpec | None = None, create: bool = 
 
 
 def cached_repository(cfg: Config, store: StoreSpec | None = None, create: bool = False
-                      ) -> tuple[Repository, CachedChunkReader]:
-    """open_repository, and a chunk reader through the block cache (close the reader
-    when done)."""
+                      ) -> tuple[Repository, CachedChunkReader | InPlaceReader]:
+    """open_repository, and its chunk reader (close it when done): through the block
+    cache, or, for a local store on a local file system, in place (in_place.py)."""
     repo = open_repository(cfg, store, create)
+    if reads_in_place(repo.store):
+        return repo, InPlaceReader(repo.chunks)
     return repo, CachedChunkReader(open_cache(cfg)[0], repo.chunks)
 
 

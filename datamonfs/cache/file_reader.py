@@ -17,6 +17,7 @@ import threading
 
 from ..core.chunks import MAX_CHUNK, ChunkRef, MiB
 from .blocks import WouldBlock
+from .in_place import InPlaceReader
 from .reader import CachedChunkReader
 
 FIRST_AHEAD = 1 * MiB
@@ -29,7 +30,7 @@ SMALL_CHUNK = MAX_CHUNK  # a chunk of format 2: cheap to read whole
 class FileReader:
     """One per open file; thread-safe."""
 
-    def __init__(self, reader: CachedChunkReader, chunks: list[ChunkRef]):
+    def __init__(self, reader: CachedChunkReader | InPlaceReader, chunks: list[ChunkRef]):
         self.reader = reader
         self.chunks = list(chunks)
         self._starts = [0, *itertools.accumulate(c.size for c in self.chunks)]

@@ -10,13 +10,16 @@ from __future__ import annotations
 from ..core.model import Bundle
 from ..core.repository import LABEL, Repository
 from .blocks import BlockCache
+from .in_place import reads_in_place
 from .warm import files
 
 
 def presence(repo: Repository, blocks: BlockCache, bundle: Bundle) -> dict:
     """The bytes of a bundle's distinct chunks, and how many of them the cache holds
     (`fraction`: 1.0 for a bundle of no bytes). Walks the bundle's tree (through the
-    metadata cache) and looks every chunk up in the index, reading no block."""
+    metadata cache) and looks every chunk up in the index, reading no block. A local
+    store read in place (in_place.py) holds every byte on this machine: all of it counts."""
+    local = reads_in_place(repo.store)
     seen: set[str] = set()
     total = cached = 0
     for _, entry in files(repo, bundle):
@@ -25,7 +28,7 @@ def presence(repo: Repository, blocks: BlockCache, bundle: Bundle) -> dict:
                 continue
             seen.add(ref.addr)
             total += ref.size
-            if blocks.contains(ref.addr):
+            if local or blocks.contains(ref.addr):
                 cached += ref.size
     return {"repo": bundle.repo, "bundle": bundle.id, "files": bundle.files,
             "bytes": total, "cached_bytes": cached,

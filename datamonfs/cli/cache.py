@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..cache import CachedChunkReader, clear_locations, clear_unused, open_cache, warm
+from ..cache.in_place import reads_in_place
 from .bundle import filter_option
 from .common import (emit_json, human_size, info, json_option, load_config, open_repository,
                      progress_bar, socket_option)
@@ -19,7 +20,8 @@ def cache() -> None:
     It lives in the XDG cache directory, or where the config key cache_dir or
     the environment variable DATAMONFS_CACHE_DIR says. Its size limit is the
     config key cache_size (bytes); by default 10 GiB or 20% of the free space,
-    whichever is smaller.
+    whichever is smaller. It holds chunks of GCS stores and of local stores on
+    network file systems: a local store on a local disk is read in place.
     """
 
 
@@ -53,11 +55,16 @@ def status(refs: tuple[str, ...], socket_path: str | None, as_json: bool) -> Non
 @click.argument("ref", shell_complete=complete_ref)
 @filter_option
 def prefetch(ref: str, pattern: str | None) -> None:
-    """Fetch the files of bundle REF (REPO:REF) into the cache."""
+    """Fetch the files of bundle REF (REPO:REF) into the cache (nothing for a
+    local store on a local disk: it is read in place)."""
     cfg = load_config()
     blocks, _ = open_cache(cfg)
     repository = open_repository(cfg)
     b = repository.resolve(ref)
+    if reads_in_place(repository.store):
+        info(f"{repository.store.url} is a local store: its files are read in place, "
+             "there is nothing to prefetch")
+        return
     count = total = 0
     for _, entry in warm.files(repository, b, pattern):
         count += 1

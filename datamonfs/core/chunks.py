@@ -160,15 +160,19 @@ class ChunkStore:
             out += self.read_run(run)
         return out
 
+    def key_of(self, ref: ChunkRef) -> str:
+        """The store key of the object holding a chunk (at ref.offset)."""
+        return self.loose_key(ref.addr) if ref.pack is None else self.pack_key(ref.pack)
+
     def read_run(self, run: Sequence[ChunkRef]) -> list[bytes]:
         """The verified bytes of each chunk of a run (see `runs`), fetched with one request."""
         first = run[0]
         if first.pack is None:
             if len(run) != 1:
                 raise ValueError("a loose chunk is a run of its own")
-            return [_verified(first, self._get(self.loose_key(first.addr), first))]
+            return [_verified(first, self._get(self.key_of(first), first))]
         start, end = first.offset, run[-1].offset + run[-1].size
-        data = self._get(self.pack_key(first.pack), first, start, end - start)
+        data = self._get(self.key_of(first), first, start, end - start)
         view = memoryview(data)
         return [_verified(ref, view[ref.offset - start:ref.offset - start + ref.size])
                 for ref in run]
@@ -183,9 +187,14 @@ class ChunkStore:
             raise IntegrityError(f"{what} is missing from the store") from None
 
 
-def _verified(ref: ChunkRef, data: bytes | memoryview) -> bytes:
+def verify(ref: ChunkRef, data: bytes | memoryview | bytearray) -> None:
+    """An IntegrityError unless `data` are the chunk's bytes (its length and address)."""
     if len(data) != ref.size or address(data) != ref.addr:
         where = f" at offset {ref.offset} of pack {ref.pack}" if ref.pack else ""
         raise IntegrityError(f"chunk {ref.addr}{where} is corrupt in the store (its bytes do "
                              "not match its address)")
+
+
+def _verified(ref: ChunkRef, data: bytes | memoryview) -> bytes:
+    verify(ref, data)
     return data if isinstance(data, bytes) else bytes(data)

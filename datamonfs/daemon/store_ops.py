@@ -130,8 +130,9 @@ class StoreOps:
                     except DatamonError as err:  # gone from the store, or the store is down
                         log.warning("locality: skipping bundle %s of %s: %s", e["bundle"][:12],
                                     e["repo"], err)
-            rows = report(repo, reader.cache, list(bundles.values()))
-            return {"bundles": rows, "cache": reader.cache.stats()}
+            blocks = open_cache(cfg)[0]
+            rows = report(repo, blocks, list(bundles.values()))
+            return {"bundles": rows, "cache": blocks.stats()}
         finally:
             reader.close()
             repo.store.close()

@@ -93,10 +93,11 @@ class ContentReader:
         return load
 
     async def _direct(self, f: OpenFile, offset: int, length: int, wanted: bool = True):
-        """Bytes from the block cache. A read the kernel waits for is answered on the event
-        loop when they are cached and in the page cache (a thread hand-off costs more than
-        the copy); else, and for read-ahead, in a thread: there its copy overlaps with the
-        event loop's replies to the kernel, so a sequential reader uses both cores."""
+        """Bytes from the block cache (or a local store's packs, read in place). A read the
+        kernel waits for is answered on the event loop when they are cached and in the page
+        cache (a thread hand-off costs more than the copy); else, and for read-ahead, in a
+        thread: there its copy overlaps with the event loop's replies to the kernel, so a
+        sequential reader uses both cores."""
         data = f.reader.read_nowait(offset, length) if wanted else None
         if data is None:
             data = await trio.to_thread.run_sync(f.reader.read_buffer, offset, length,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 from typing import Iterable
 
-from ..cache import CachedChunkReader, cached_repository
+from ..cache import CachedChunkReader, InPlaceReader, cached_repository
 from ..core import config as config_mod
 from ..core.lineage import walk
 from ..core.encoding import is_address
@@ -40,7 +40,7 @@ class Store:
         self._author = author
         repository, reader = cached_repository(config, spec, create=create)
         self.repository: Repository = repository  # the core engine, for what the API lacks
-        self.reader: CachedChunkReader = reader
+        self.reader: CachedChunkReader | InPlaceReader = reader
 
     @property
     def url(self) -> str:

@@ -279,6 +279,9 @@ def run_scenario(size: Size, reps: int) -> tuple[list[Table], list, list[Target]
         "since a plain file has no second cache).",
         "datamonfs and rclone read a store on this disk; s3fs reads from moto, an in-memory "
         "S3 server in Python, so its 'cold' never touches the disk.",
+        "datamonfs reads a local store's packs in place (cache/in_place.py: no block cache), "
+        "so its 'warm cache' row is a second read of the same packs, kernel caches dropped; "
+        "rclone's is a read of the copy in its VFS cache.",
         f"warm kernel cache: the median of {KERNEL_CACHE_PASSES} passes in a row over the "
         "file, 1 MiB read()s, right after the warm-cache pass that filled the kernel's "
         "cache (its samples are those medians).",

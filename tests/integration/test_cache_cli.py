@@ -42,6 +42,7 @@ def counters(cli) -> tuple:
     return s["entries"], s["size"], s["hits"], s["misses"], s["bytes_fetched"]
 
 
+@pytest.mark.parametrize("store_url", ["gcs"], indirect=True)  # a local store is read in place
 def test_downloads_go_through_the_cache(cli, data, tmp_path):
     cli("repo", "create", "r")
     cli("bundle", "upload", "r", str(data), "-m", "x")
@@ -68,6 +69,31 @@ def test_downloads_go_through_the_cache(cli, data, tmp_path):
     assert "missing from the store" in r.err
 
 
+@pytest.mark.parametrize("store_url", ["local"], indirect=True)
+def test_a_local_store_is_read_in_place(cli, data, tmp_path):
+    """No chunk of a local store goes to the block cache (cache/in_place.py): downloads
+    and prefetch leave it empty, and a damaged pack fails a download (exit 4)."""
+    cli("repo", "create", "r")
+    cli("bundle", "upload", "r", str(data), "-m", "x", "--label", "v1")
+    cli("bundle", "download", "r", str(tmp_path / "one"))
+    assert snapshot(tmp_path / "one") == snapshot(data)
+    r = cli("cache", "prefetch", "r:v1")
+    assert "is a local store: its files are read in place" in r.err
+    assert counters(cli) == (0, 0, 0, 0, 0)
+    [row] = json.loads(cli("cache", "status", "--json", "r:v1").out)["bundles"]
+    assert row["fraction"] == 1.0  # every byte is on this machine (for node labels)
+
+    store = open_store(cli.store_url)
+    (key,) = [k for k in store.list("pack/") if os.path.getsize(store.path(k)) > 4 << 20]
+    with open(store.path(key), "r+b") as f:  # one byte of a chunk of a big file
+        f.seek(1 << 20)
+        byte = f.read(1)
+        f.seek(1 << 20)
+        f.write(bytes([byte[0] ^ 1]))
+    r = cli("bundle", "download", "r", str(tmp_path / "two"), expect=4)
+    assert "is corrupt in the store" in r.err and r.err.count("\n") == 1, r.err
+
+
 def test_listing_twice_reads_metadata_once(cli, data):
     cli("repo", "create", "r")
     cli("bundle", "upload", "r", str(data), "-m", "x")
@@ -80,6 +106,7 @@ def test_listing_twice_reads_metadata_once(cli, data):
     assert cli("bundle", "files", "r", "--json").out == first
 
 
+@pytest.mark.parametrize("store_url", ["gcs"], indirect=True)  # a local store is read in place
 def test_prefetch_prefix_then_clear(cli, data, tmp_path):
     cli("repo", "create", "r")
     cli("bundle", "upload", "r", str(data), "-m", "x", "--label", "v1")
@@ -134,8 +161,8 @@ def test_cache_dir_and_size_settings(local_cli, tmp_path):
     assert "cache_size = 1000 is smaller than one chunk" in r.err
 
 
-def test_prefetch_shows_progress_on_a_terminal(local_cli, data):
-    cli = local_cli
+@pytest.mark.parametrize("store_url", ["gcs"], indirect=True)  # a local store is read in place
+def test_prefetch_shows_progress_on_a_terminal(cli, data):
     cli("repo", "create", "r")
     cli("bundle", "upload", "r", str(data), "-m", "x")
     master, slave = pty.openpty()
@@ -167,8 +194,8 @@ sys.stdin.read()
 """
 
 
-def test_clear_while_another_process_uses_the_cache(local_cli, data, tmp_path, children):
-    cli = local_cli
+@pytest.mark.parametrize("store_url", ["gcs"], indirect=True)  # a local store is read in place
+def test_clear_while_another_process_uses_the_cache(cli, data, tmp_path, children):
     cli("repo", "create", "r")
     cli("bundle", "upload", "r", str(data), "-m", "x")
     cli("cache", "prefetch", "r")

@@ -217,7 +217,8 @@ def test_a_tree_bomb_is_refused_quickly(cli, planter, daemon, tmp_path):
     for args in ((), ("--filter", "*/f")):
         refused(cli, "r:bad", str(tmp_path / "out"), *args, "--force", what="claims")
     cli("bundle", "files", "r:bad", expect=4)
-    cli("cache", "prefetch", "r:bad", expect=4)
+    if cli.store_url.startswith("gs://"):  # a local store is read in place: no prefetch
+        cli("cache", "prefetch", "r:bad", expect=4)
     assert time.monotonic() - start < 60
     mp = daemon.mount("r:bad")
     with pytest.raises(OSError) as e:

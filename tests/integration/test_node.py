@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 from support.files import write
+from support.gcs import make_bucket
 from support.node import NodeDaemon, Pod
 from support.processes import mounts_under, wait_for
 
@@ -34,6 +35,10 @@ def node(tmp_path):
 
 @pytest.fixture
 def imagery(node, tmp_path):
+    return upload_imagery(node, tmp_path)
+
+
+def upload_imagery(node, tmp_path) -> str:
     """Repo imagery with label v1 (two files), repo results, uploaded by the admin."""
     write(tmp_path / "data", "a.txt", b"alpha\n")
     write(tmp_path / "data", "sub/b.bin", os.urandom(300_000))
@@ -258,7 +263,22 @@ def test_probes_and_a_verified_pod_identity(tmp_path):
                 pass
 
 
-def test_cache_locality_per_bundle_and_node_labels(node, imagery, tmp_path):
+@pytest.fixture
+def gcs_node(tmp_path, gcs_emulator, monkeypatch):
+    """A node daemon over a GCS store: its chunks go through the block cache (a local
+    store's are read in place)."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    n = NodeDaemon(str(tmp_path), f"gs://{make_bucket(gcs_emulator)}/dm")
+    try:
+        yield n
+    finally:
+        n.cleanup()
+    assert "Traceback" not in n.log_text(), n.log_text()[-3000:]
+
+
+def test_cache_locality_per_bundle_and_node_labels(gcs_node, tmp_path):
+    node = gcs_node
+    imagery = upload_imagery(node, tmp_path)
     node.start()
     assert node.admin("node-labels").out == ""  # nothing served yet
     pod = Pod(node, "team-a", "warm")

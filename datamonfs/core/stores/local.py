@@ -61,33 +61,34 @@ class LocalStore(Store):
                 "check the path and its permissions") from e
         self._sweep()
 
-    def _failed(self, what: str, e: OSError) -> StoreUnavailable:
+    def failed(self, what: str, e: OSError) -> StoreUnavailable:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             return StoreUnavailable(f"the store {self.root} is full ({e.strerror}) while "
                                     f"writing {what}; free space on it and run the command again")
         return StoreUnavailable(f"store {self.root} failed on {what}: {e.strerror or e}; "
                                 "check the directory and its permissions")
 
-    def _path(self, key: str) -> str:
+    def path(self, key: str) -> str:
+        """The file holding `key` (for reading it in place: cache/in_place.py)."""
         return os.path.join(self.root, check_key(key))
 
     def get(self, key: str) -> bytes:
         try:
-            with open(self._path(key), "rb") as f:
+            with open(self.path(key), "rb") as f:
                 return f.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(key) from None
         except OSError as e:
-            raise self._failed(key, e) from None
+            raise self.failed(key, e) from None
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         try:
-            with open(self._path(key), "rb") as f:
+            with open(self.path(key), "rb") as f:
                 return os.pread(f.fileno(), length, start)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(key) from None
         except OSError as e:
-            raise self._failed(key, e) from None
+            raise self.failed(key, e) from None
 
     def _temp_name(self) -> str:
         pid = os.getpid()
@@ -114,7 +115,7 @@ class LocalStore(Store):
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
     def put(self, key: str, data: bytes | memoryview) -> None:
-        path = self._path(key)
+        path = self.path(key)
         try:
             self._parent(path)
             tmp = self._write_temp(data)
@@ -124,10 +125,10 @@ class LocalStore(Store):
                 _unlink_quietly(tmp)
                 raise
         except OSError as e:
-            raise self._failed(key, e) from None
+            raise self.failed(key, e) from None
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        path = self._path(key)
+        path = self.path(key)
         if os.path.exists(path):
             return False
         try:
@@ -141,10 +142,10 @@ class LocalStore(Store):
             finally:
                 _unlink_quietly(tmp)
         except OSError as e:
-            raise self._failed(key, e) from None
+            raise self.failed(key, e) from None
 
     def exists(self, key: str) -> bool:
-        return os.path.isfile(self._path(key))
+        return os.path.isfile(self.path(key))
 
     def list(self, prefix: str) -> Iterator[str]:
         # Walk only the deepest directory the prefix names completely.
@@ -158,7 +159,7 @@ class LocalStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as e:
-            raise self._failed(f"listing {rel or '/'}", e) from None
+            raise self.failed(f"listing {rel or '/'}", e) from None
         for name in names:
             if not rel and name == ".tmp":
                 continue
@@ -171,11 +172,11 @@ class LocalStore(Store):
 
     def delete(self, key: str) -> None:
         try:
-            os.unlink(self._path(key))
+            os.unlink(self.path(key))
         except FileNotFoundError:
             raise KeyNotFound(key) from None
         except OSError as e:
-            raise self._failed(key, e) from None
+            raise self.failed(key, e) from None
 
     def _sweep(self) -> None:
         """Remove the temp files of writers that are gone: of this boot, whose process no
