@@ -25,7 +25,6 @@ once across threads and processes: fetch.py.
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 import time
@@ -37,16 +36,13 @@ import lmdb
 from ..core.chunks import LARGEST_CHUNK
 from ..core.config import check_cache_size
 from ..errors import IntegrityError
+from .nowait import PageCacheReads, WouldBlock
 from .index import (PIECE, CacheIndex, FileRecord, Record, log, lru_key, piece_digests,
                     unlink_quietly)
 
 FLUSH_INTERVAL = 1.0  # seconds between recency/counter writes while only hits happen
 DEFAULT_LIMIT = 10 << 30
 FREE_SHARE = 0.2  # of the space available to the cache, by default
-
-
-class WouldBlock(Exception):
-    """The bytes are cached but not all in memory: read them in a thread (RWF_NOWAIT)."""
 
 
 def default_limit(index: CacheIndex) -> int:
@@ -72,7 +68,7 @@ class BlockCache:
         self._counts: Counter[str] = Counter()
         self._flush_lock = threading.Lock()
         self._next_flush = time.monotonic() + FLUSH_INTERVAL
-        self._nowait = True  # False where the file system refuses RWF_NOWAIT (tmpfs)
+        self._reads = PageCacheReads()
 
     # -- reading -------------------------------------------------------------
 
@@ -109,7 +105,7 @@ class BlockCache:
         written (no drop, no recency flush: LMDB's writer lock may be held by another
         process), so the thread the caller falls back to does what must be done."""
         env = self.index.env
-        if env is None or (nowait and not self._nowait):
+        if env is None or (nowait and not self._reads.supported):
             if nowait:
                 raise WouldBlock
             return False
@@ -157,19 +153,9 @@ class BlockCache:
         except FileNotFoundError:
             return None
         try:
-            n = os.preadv(fd, [view], offset, os.RWF_NOWAIT if nowait else 0)
-        except BlockingIOError:
-            raise WouldBlock from None
-        except OSError as e:
-            if nowait and e.errno == errno.EOPNOTSUPP:  # tmpfs: always in threads
-                self._nowait = False
-                raise WouldBlock from None
-            raise
+            return self._reads.preadv(fd, [view], offset, nowait)
         finally:
             os.close(fd)
-        if n != len(view) and nowait:
-            raise WouldBlock  # partly in memory, or short: the thread finds out which
-        return n
 
     def get_many(self, refs: Sequence[tuple[str, int]]) -> list[bytes | None]:
         """get() of each (address, listed size), with one index transaction, and one read
@@ -251,7 +237,7 @@ class BlockCache:
         offset = first * PIECE
         length = min((last + 1) * PIECE, rec.size) - offset
         path = self.index.files.block_path(rec.token)
-        if nowait and not self._nowait:
+        if nowait and not self._reads.supported:
             raise WouldBlock
         data = bytearray(length)
         got = self._preadv(path, rec.offset + offset, memoryview(data), nowait)

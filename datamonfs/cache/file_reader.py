@@ -16,7 +16,7 @@ import itertools
 import threading
 
 from ..core.chunks import MAX_CHUNK, ChunkRef, MiB
-from .blocks import WouldBlock
+from .nowait import WouldBlock
 from .in_place import InPlaceReader
 from .reader import CachedChunkReader
 

@@ -19,7 +19,6 @@ and a thread does it.
 
 from __future__ import annotations
 
-import errno
 import os
 from typing import Sequence
 
@@ -27,7 +26,7 @@ from ..core.chunks import ChunkRef, ChunkStore, runs, verify
 from ..core.stores.local import LocalStore
 from ..errors import IntegrityError
 from ..fs import mountinfo
-from .blocks import WouldBlock
+from .nowait import PageCacheReads, WouldBlock
 
 # File systems whose files are not on this machine's disks: a local store there is
 # cached like a remote one. FUSE file systems (sshfs, gcsfuse, s3fs, rclone...) count
@@ -68,7 +67,7 @@ class InPlaceReader:
             raise TypeError("only a local store's chunks can be read in place")
         self.chunks = chunks
         self.store: LocalStore = chunks.store
-        self._nowait = True  # False where the file system refuses RWF_NOWAIT (tmpfs)
+        self._reads = PageCacheReads()
 
     def read_chunk(self, ref: ChunkRef) -> bytes:
         return self.read_chunks([ref])[0]
@@ -92,7 +91,7 @@ class InPlaceReader:
         """The verified bytes of the chunks, one after another in one buffer: a run of
         neighbours in a pack read with one preadv straight into it. With `nowait` (the
         event loop), WouldBlock unless the page cache holds every byte."""
-        if nowait and not self._nowait:
+        if nowait and not self._reads.supported:
             raise WouldBlock
         buf = bytearray(sum(ref.size for ref in refs))
         view, at = memoryview(buf), 0
@@ -112,9 +111,7 @@ class InPlaceReader:
             parts.append(view[at:at + ref.size])
             at += ref.size
             pos = ref.offset + ref.size
-        got = self._preadv(run[0], parts, nowait)
-        if nowait and got != pos - run[0].offset:
-            raise WouldBlock  # partly in memory (or short: the thread says which chunk)
+        got = self._preadv(run[0], parts, nowait)  # with nowait, all of it or WouldBlock
         at = 0
         for ref in run:
             if ref.offset + ref.size - run[0].offset > got:
@@ -135,13 +132,8 @@ class InPlaceReader:
         except OSError as e:
             raise self.store.failed(key, e) from None
         try:
-            return os.preadv(fd, parts, first.offset, os.RWF_NOWAIT if nowait else 0)
-        except BlockingIOError:
-            raise WouldBlock from None
+            return self._reads.preadv(fd, parts, first.offset, nowait)
         except OSError as e:
-            if nowait and e.errno == errno.EOPNOTSUPP:  # tmpfs: always in threads
-                self._nowait = False
-                raise WouldBlock from None
             raise self.store.failed(key, e) from None
         finally:
             os.close(fd)

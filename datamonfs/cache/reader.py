@@ -19,7 +19,8 @@ from typing import Sequence
 from ..core.chunks import ChunkReader, ChunkRef, runs
 from ..core.stores.base import deadline, time_left
 from ..errors import IntegrityError, StoreUnavailable
-from .blocks import BlockCache, WouldBlock
+from .blocks import BlockCache
+from .nowait import WouldBlock
 from .fetch import FETCH_WAIT, Fetcher
 from .index import log
 

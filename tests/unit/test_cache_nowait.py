@@ -11,7 +11,7 @@ import os
 import pytest
 from support.cache import MiB, block_cache, block_files, chunk
 
-from datamonfs.cache.blocks import WouldBlock
+from datamonfs.cache.nowait import WouldBlock
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

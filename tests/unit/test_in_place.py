@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datamonfs.cache import in_place
-from datamonfs.cache.blocks import WouldBlock
+from datamonfs.cache.nowait import WouldBlock
 from datamonfs.cache.in_place import InPlaceReader, reads_in_place
 from datamonfs.core.chunks import ChunkRef, ChunkStore
 from datamonfs.core.encoding import address
