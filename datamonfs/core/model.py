@@ -2,7 +2,9 @@
 
 Each record class turns itself into a canonical object (`to_obj`) and is parsed
 back from untrusted store bytes with every field checked (`from_obj`): a hostile
-store can make reads fail with IntegrityError, never escape or crash them.
+store can make reads fail with IntegrityError, never escape or crash them. (One
+field may be checked later: the read-only mount keeps a file's inline chunk list
+unchecked until the file is opened, `file_chunks`; nothing of it is used before.)
 Every record field by field: docs/FORMAT.md §5 (normative).
 """
 
