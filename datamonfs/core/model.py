@@ -242,6 +242,8 @@ def file_chunks(entry: Entry, where: str) -> tuple[ChunkRef, ...] | None:
     """A file's inline chunk list, checked now if its parse deferred it; None when the
     list is in an object of its own (`chunklist`)."""
     if entry.unchecked is not None:
+        # Read as of the current version: its parse deferred only what its tree's version
+        # allows (a dict only from version 2), and a list reads the same in every version.
         return _inline_chunks(entry.unchecked, entry.size, where, VERSION)
     return entry.chunks
 
