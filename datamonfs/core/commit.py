@@ -132,7 +132,7 @@ class TreeCommit:
     def _change(self, name: str, change: Change, rel: str) -> Entry:
         _refuse(rules.depth_problem(rel.count("/") + 1), rel)
         if isinstance(change, Keep):
-            entry = Entry(**{**change.entry.__dict__, "name": name})
+            entry = change.entry._replace(name=name)
             self._check_kept(entry, rel)
         elif isinstance(change, NewDir):
             entry = self._dir(name, change, rel)

@@ -2,7 +2,9 @@
 
 Each record class turns itself into a canonical object (`to_obj`) and is parsed
 back from untrusted store bytes with every field checked (`from_obj`): a hostile
-store can make reads fail with IntegrityError, never escape or crash them.
+store can make reads fail with IntegrityError, never escape or crash them. (One
+field may be checked later: the read-only mount keeps a file's inline chunk list
+unchecked until the file is opened, `file_chunks`; nothing of it is used before.)
 Every record field by field: docs/FORMAT.md §5 (normative).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field as dc_field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import IntegrityError
 from . import names, rules
@@ -128,10 +130,13 @@ def parse_optional(raw: object, kind: str, where: str) -> Xattrs:
     return xattrs
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One name in a directory. `chunks` (inline) or `chunklist` (an object) for
-    files, `tree` plus subtree totals for directories, `target` for symlinks."""
+    files, `tree` plus subtree totals for directories, `target` for symlinks.
+
+    A named tuple, not a dataclass: a page of 1,000 entries is parsed for every directory
+    a walk visits, and a frozen dataclass took a third of that parse to construct.
+    """
 
     name: str
     kind: str
@@ -144,10 +149,16 @@ class Entry:
     files: int = 0  # directories: files below (symlinks count as files)
     target: str | None = None
     xattrs: Xattrs = ()  # user.* extended attributes
+    # An inline chunk list as the store holds it, not yet checked: only from a parse with
+    # `defer_chunks` (the read-only mount), for TreeReader.chunks to check when the file is
+    # opened. Such an entry is never written (to_obj refuses it).
+    unchecked: list | dict | None = None
 
     def to_obj(self) -> list:
         # A list, not a dict: trees of a million names stay compact.
         if self.kind == FILE:
+            if self.unchecked is not None:
+                raise ValueError(f"entry {self.name!r}: its chunk list was never checked")
             body: Any = self.chunklist
             if not body:
                 chunks, packs = chunk_list_obj(self.chunks or ())
@@ -164,32 +175,40 @@ class Entry:
 
     @classmethod
     def from_obj(cls, raw: object, where: str, version: int = VERSION,
-                 name_checked: bool = False) -> "Entry":
+                 name_checked: bool = False, defer_chunks: bool = False) -> "Entry":
         """An entry of a tree record of `version`; `name_checked`: the caller has checked
-        its name already (a page parser, which checks every name before its entry)."""
+        its name already (a page parser, which checks every name before its entry).
+        `defer_chunks`: an inline chunk list is kept unchecked (`unchecked`), for
+        `file_chunks` to check when the file's content is asked for."""
         if not isinstance(raw, list) or len(raw) not in (6, 7):
             raise IntegrityError(f"{where}: malformed directory entry")
         name, kind, mode, mtime, size, body = raw[:6]
         if not name_checked:
             check_entry_name(name, where)
-        where = f"{where}: entry {name!r}"
         problem = rules.mode_problem(mode) or rules.time_problem(mtime) or rules.size_problem(size)
         if problem:
-            raise IntegrityError(f"{where}: {problem}")
-        xattrs = parse_optional(raw[6], kind, where) if len(raw) == 7 else ()
+            raise IntegrityError(f"{where}: entry {name!r}: {problem}")
+        # The message's prefix is made only when it is needed: most entries need none.
+        xattrs = parse_optional(raw[6], kind, f"{where}: entry {name!r}") if len(raw) == 7 else ()
+        make = cls._make
         if kind == FILE:
-            parsed = parse_file_body(body, where, version)
-            if isinstance(parsed, str):
-                return cls(name, FILE, mode, mtime, size, chunklist=parsed, xattrs=xattrs)
-            chunks = tuple(parsed)
-            if sum(c.size for c in chunks) != size:
-                raise IntegrityError(f"{where}: chunk sizes do not add up to the file size")
-            return cls(name, FILE, mode, mtime, size, chunks=chunks, xattrs=xattrs)
+            if isinstance(body, str):
+                if not is_address(body):
+                    raise IntegrityError(f"{where}: entry {name!r}: malformed chunk list address")
+                return make((name, FILE, mode, mtime, size, None, body, None, 0, None, xattrs,
+                             None))
+            if defer_chunks and (isinstance(body, list) or isinstance(body, dict) and version >= 2):
+                return make((name, FILE, mode, mtime, size, None, None, None, 0, None, xattrs,
+                             body))
+            chunks = _inline_chunks(body, size, f"{where}: entry {name!r}", version)
+            return make((name, FILE, mode, mtime, size, chunks, None, None, 0, None, xattrs,
+                         None))
         if kind == DIR:
             if (not isinstance(body, list) or len(body) != 2 or not is_address(body[0])
                     or rules.size_problem(body[1])):
-                raise IntegrityError(f"{where}: malformed directory reference")
-            return cls(name, DIR, mode, mtime, size, tree=body[0], files=body[1], xattrs=xattrs)
+                raise IntegrityError(f"{where}: entry {name!r}: malformed directory reference")
+            return make((name, DIR, mode, mtime, size, None, None, body[0], body[1], None,
+                         xattrs, None))
         if kind == LINK:
             # Whether the target stays in the bundle depends on where the link is: the
             # walkers check that (rules.link_problem); here only its form.
@@ -197,18 +216,36 @@ class Entry:
             if problem is None and size != len(body.encode("utf-8")):
                 problem = "its size is not its target's length"
             if problem:
-                raise IntegrityError(f"{where}: refusing symlink {name} -> {body!r:.300}: "
-                                     f"{problem}")
-            return cls(name, LINK, mode, mtime, size, target=body)
-        raise IntegrityError(f"{where}: unknown entry kind {kind!r:.20}")
+                raise IntegrityError(f"{where}: entry {name!r}: refusing symlink {name} -> "
+                                     f"{body!r:.300}: {problem}")
+            return make((name, LINK, mode, mtime, size, None, None, None, 0, body, (), None))
+        raise IntegrityError(f"{where}: entry {name!r}: unknown entry kind {kind!r:.20}")
 
     def same_as(self, other: "Entry | None") -> bool:
         """Equal but perhaps for the name (the names of a hard link, once committed)."""
-        return other is not None and self == Entry(**{**other.__dict__, "name": self.name})
+        return other is not None and self == other._replace(name=self.name)
 
     @property
     def file_count(self) -> int:
         return self.files if self.kind == DIR else 1
+
+
+def _inline_chunks(body: object, size: int, where: str, version: int) -> tuple[ChunkRef, ...]:
+    """A file entry's inline chunk list, checked: its sizes add up to the file's."""
+    chunks = tuple(parse_file_body(body, where, version))
+    if sum(c.size for c in chunks) != size:
+        raise IntegrityError(f"{where}: chunk sizes do not add up to the file size")
+    return chunks
+
+
+def file_chunks(entry: Entry, where: str) -> tuple[ChunkRef, ...] | None:
+    """A file's inline chunk list, checked now if its parse deferred it; None when the
+    list is in an object of its own (`chunklist`)."""
+    if entry.unchecked is not None:
+        # Read as of the current version: its parse deferred only what its tree's version
+        # allows (a dict only from version 2), and a list reads the same in every version.
+        return _inline_chunks(entry.unchecked, entry.size, where, VERSION)
+    return entry.chunks
 
 
 @dataclass(frozen=True)

@@ -85,14 +85,22 @@ def _utf8(text: str | bytes) -> bytes | None:
 
 def name_problem(name: object) -> Problem | None:
     """Entry names: 1-255 bytes of UTF-8, not '.' or '..', no '/' or NUL."""
-    if not isinstance(name, (str, bytes)):
+    # Asked of every entry of every page a mount lists, so ASCII text (most names) is
+    # checked as it is: its UTF-8 is one byte a character. Other names are checked as
+    # text too, once they are known to be UTF-8: '/' and NUL are one byte in UTF-8 and
+    # never part of another character's bytes.
+    if isinstance(name, str) and name.isascii():
+        size = len(name)
+    elif not isinstance(name, (str, bytes)):
         return Problem("a name must be a string")
-    raw = _utf8(name)
-    if raw is None:
-        return Problem("the name is not valid UTF-8", errno.EILSEQ)
-    if len(raw) > MAX_NAME_BYTES:
+    else:
+        raw = _utf8(name)
+        if raw is None:
+            return Problem("the name is not valid UTF-8", errno.EILSEQ)
+        size, name = len(raw), raw.decode("utf-8")
+    if size > MAX_NAME_BYTES:
         return Problem(f"the name is longer than {MAX_NAME_BYTES} bytes", errno.ENAMETOOLONG)
-    if raw in (b"", b".", b"..") or b"/" in raw or b"\0" in raw:
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
         return Problem("the name is empty, '.', '..', or holds '/' or NUL")
     return None
 

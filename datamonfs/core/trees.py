@@ -19,7 +19,7 @@ from . import rules
 from .chunks import ChunkRef, same_content
 from .encoding import field, is_address, written_version
 from .model import (DIR, FILE, LINK, Entry, Xattrs, check_entry_name, chunk_list_obj,
-                    parse_chunk_list)
+                    file_chunks, parse_chunk_list)
 from .objects import ObjectStore
 
 PAGE_SIZE = 1024
@@ -217,9 +217,10 @@ class TreeReader:
 
     def chunks(self, entry: Entry) -> list[ChunkRef]:
         """A file's chunk list, fetched from its own object when it is not inline."""
-        if entry.chunks is not None:
-            return list(entry.chunks)
         where = f"chunk list of {entry.name!r}"
+        inline = file_chunks(entry, where)
+        if inline is not None:
+            return list(inline)
         obj = self.objects.get(entry.chunklist, "chunks")
         packs = field(obj, "packs", list, where) if obj["v"] >= 2 else None
         chunks = parse_chunk_list(obj.get("chunks"), packs, where)
@@ -291,7 +292,8 @@ def _parse_page(obj: dict, where: str, lower: str | None, upper: str | None,
             raise IntegrityError(f"{where}: entry {name!r:.300} belongs to a later page")
         last = name
         try:
-            entries.append(Entry.from_obj(item, where, version, name_checked=True))
+            entries.append(Entry.from_obj(item, where, version, name_checked=True,
+                                          defer_chunks=lenient))
         except IntegrityError as e:
             if not lenient:
                 raise

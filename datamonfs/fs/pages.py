@@ -56,7 +56,14 @@ class Page:
 
 def _weight(page: Page) -> int:
     # Entries with inline chunk lists are the big ones; count each reference.
-    return sum(1 + len(getattr(e, "chunks", None) or ()) for e in page.entries)
+    return sum(map(_entry_weight, page.entries))
+
+
+def _entry_weight(e: Entry | BadEntry) -> int:
+    listed = getattr(e, "chunks", None) or getattr(e, "unchecked", None) or ()
+    if isinstance(listed, dict):  # unchecked, of format 2: {"chunks": [...], "packs": [...]}
+        listed = listed.get("chunks")
+    return 1 + (len(listed) if isinstance(listed, (list, tuple)) else 0)
 
 
 class PageReader:

@@ -167,6 +167,31 @@ def test_mount_fails_reads_of_a_chunk_list_that_lies(cli, planter, daemon, tmp_p
     assert daemon.status()["mounts"] == 1
 
 
+def test_mount_checks_an_inline_chunk_list_when_the_file_is_opened(cli, planter, daemon,
+                                                                  tmp_path):
+    """A read-only mount lists a page without checking its files' inline chunk lists (a walk
+    only stats them): a list that breaks the rules is refused when its file is opened, with
+    EIO, and never yields a byte. A download checks every list as it reads the tree."""
+    h = planter.chunk(b"hello!")
+    bad = {"short": file_entry("short", [(h, 6)], size=7),  # sizes do not add up
+           "zero": file_entry("zero", [(h, 0)]),  # a chunk size out of range
+           "noaddr": file_entry("noaddr", [("xyz", 6)]),  # not an address
+           "nopack": ["nopack", "file", 0o644, T, 6,  # a pack the table does not have
+                      {"chunks": [[h, 6, 1, 0]], "packs": [h]}]}
+    planter.bundle(planter.tree([file_entry("good", [(h, 6)]), *sorted(bad.values())]), 5, 25)
+    refused(cli, "r:bad", str(tmp_path / "out"), "--filter", "good", what="'noaddr'")
+    mp = daemon.mount("r:bad")
+    assert sorted(os.listdir(mp)) == sorted([*bad, "good"])
+    for name, entry in bad.items():
+        assert os.stat(os.path.join(mp, name)).st_size == entry[4]
+        with pytest.raises(OSError) as e:
+            with open(os.path.join(mp, name), "rb") as f:
+                f.read()
+        assert e.value.errno == errno.EIO, name
+    assert open(os.path.join(mp, "good"), "rb").read() == b"hello!"
+    assert daemon.status()["mounts"] == 1
+
+
 # -- 5, 6, 7: hostile metadata, tree bombs, privilege bits ---------------------------------
 
 

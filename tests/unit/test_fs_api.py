@@ -13,10 +13,12 @@ import trio
 import trio.testing
 from support.files import write
 from support.fs_api import ctx, errno_of, fields, readonly_fs, writable_session
+from support.planting import Planter, file_entry
 
 from datamonfs.core import ingest
 from datamonfs.core.repository import Author, Repository
 from datamonfs.core.stores import open_store
+from datamonfs.errors import IntegrityError
 
 ROOT = pyfuse3.ROOT_INODE
 ADA = Author("Ada", "ada@example.org")
@@ -58,6 +60,35 @@ def test_readonly_requests(repo):
         assert await fs.getxattr(ROOT, b"user.datamonfs.repo", ctx()) == b"r"
 
     trio.run(scenario)
+
+
+@pytest.mark.expect_log("failed")
+def test_readonly_checks_an_inline_chunk_list_when_the_file_is_opened(tmp_path):
+    """A listing does not check files' inline chunk lists (a walk never reads them): a bad
+    one fails the open, with EIO and no byte; a strict read of the tree refuses it."""
+    planter = Planter("file://" + str(tmp_path / "store"))
+    planter.repo.create_repo("r", "", ADA)
+    h = planter.chunk(b"hello!")
+    tree = planter.tree([file_entry("good", [(h, 6)]), file_entry("short", [(h, 6)], size=7)])
+    planter.bundle(tree, 2, 13)
+    fs = readonly_fs(planter.repo, "r:bad")
+
+    async def scenario():
+        names = []
+        for name in (b"good", b"short"):
+            attr = await fs.lookup(ROOT, name, ctx())
+            names.append((name, attr.st_size))
+            if name == b"short":
+                assert await errno_of(fs.open(attr.st_ino, os.O_RDONLY, ctx())) == errno.EIO
+            else:
+                fh = (await fs.open(attr.st_ino, os.O_RDONLY, ctx())).fh
+                assert bytes(await fs.read(fh, 0, 100)) == b"hello!"
+                await fs.release(fh)
+        assert names == [(b"good", 6), (b"short", 7)]
+
+    trio.run(scenario)
+    with pytest.raises(IntegrityError, match="'short': chunk sizes do not add up"):
+        list(planter.repo.trees.entries(tree))
 
 
 def test_writable_requests_and_commit(repo, tmp_path):
