@@ -5,19 +5,14 @@ after it doing what must be done."""
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import mmap
 import os
-import time
 
 import pytest
 from support.cache import MiB, block_cache, block_files, chunk
+from support.pagecache import only_head_in_memory, out_of_memory
 
 from datamonfs.cache.nowait import WouldBlock
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
 
 def refs_of(chunks):
     return [(addr, len(data)) for addr, data in chunks]
@@ -26,53 +21,6 @@ def refs_of(chunks):
 def block_path(tmp_path) -> str:
     (name,) = block_files(tmp_path)
     return os.path.join(tmp_path, "blocks", name[:2], name)
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-
-
-def resident_pages(path: str) -> list[bool]:
-    """Which pages of a file the page cache holds (mincore(2) of a mapping of it)."""
-    size = os.path.getsize(path)
-    vec = (ctypes.c_ubyte * ((size + PAGE - 1) // PAGE))()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            raise OSError(ctypes.get_errno(), "mmap failed")
-        try:
-            if _libc.mincore(addr, size, vec) != 0:
-                raise OSError(ctypes.get_errno(), "mincore failed")
-        finally:
-            _libc.munmap(addr, size)
-    finally:
-        os.close(fd)
-    return [bool(b & 1) for b in vec]
-
-
-def out_of_memory(path: str, offset: int = 0, length: int = 0) -> None:
-    """Drop a block file's pages (all, or a range) from the page cache, and make sure they
-    are gone (the kernel may keep pages it cannot drop at once). Call it right before each
-    read that should miss them: a read that fails with EAGAIN starts the kernel's
-    read-ahead, which brings them back soon after."""
-    first = offset // PAGE
-    last = (offset + length + PAGE - 1) // PAGE if length else None
-    for _ in range(50):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # dirty pages are not dropped
-            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-        if not any(resident_pages(path)[first:last]):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"the kernel kept pages of {path} in memory")
 
 
 @pytest.fixture
@@ -110,9 +58,8 @@ def test_out_of_memory_would_block_then_a_thread_reads_it(cached):
 def test_a_file_partly_in_memory_would_block(cached):
     """The file leaves the page cache mid-read: its last chunk's pages are gone."""
     cache, chunks, path = cached
-    tail = (len(chunks[0][1]) + len(chunks[1][1])) // PAGE * PAGE
     buf = bytearray(sum(len(d) for _, d in chunks))
-    out_of_memory(path, tail, 0)
+    only_head_in_memory(path, len(chunks[0][1]) + len(chunks[1][1]))
     with pytest.raises(WouldBlock):
         cache.read_into(refs_of(chunks), buf, nowait=True)
     buf2 = bytearray(len(chunks[0][1]))

@@ -6,6 +6,7 @@ import os
 import random
 
 import pytest
+from support.pagecache import out_of_memory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,15 +46,6 @@ def packed(tmp_path):
     return make_store(tmp_path / "store")
 
 
-def evict(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # dirty pages are not dropped
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def flip(path: str, at: int) -> None:
     with open(path, "r+b") as f:
         f.seek(at)
@@ -85,7 +77,7 @@ def test_nowait_declines_what_is_not_in_memory(packed):
     path = reader.store.path(ChunkStore.pack_key(PACK))
     reader.read_cached(refs[:4])
     assert reader.read_cached(refs[:4], nowait=True) == b"".join(data[r.addr] for r in refs[:4])
-    evict(path)
+    out_of_memory(path)
     with pytest.raises(WouldBlock):
         reader.read_cached(refs[:4], nowait=True)
     assert reader.read_cached(refs[:4]) == b"".join(data[r.addr] for r in refs[:4])
