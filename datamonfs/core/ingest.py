@@ -1,10 +1,11 @@
 """Upload a local directory as a new bundle.
 
 Files are read once, cut into chunks and hashed in this thread; the kernel is asked to
-read small files a few dozen entries ahead (readahead.py), so that reads from disk overlap. A chunk the store
-holds already (its pack indexes say so, see packs.py) or that this upload placed
-already is not sent again; a new one is appended to the open pack, and sealed packs
-are stored on a bounded pool while the next one fills, so memory stays at a few packs.
+read small files a few dozen entries ahead (readahead.py), so that reads from disk
+overlap. A chunk the store holds already (its pack indexes say so, see packs.py) or
+that this upload placed already is not sent again; a new one is appended to the open
+pack, and sealed packs are stored on a bounded pool while the next one fills, so memory
+stays at a few packs.
 Directories are written bottom-up, one directory's entries in memory at a time. The
 bundle record and its refs are written last, after every pack and its index, so a
 killed upload leaves no bundle, and a re-run uploads only the chunks still missing.
@@ -102,10 +103,10 @@ class DirectoryUpload:
         self.progress = progress
         self.stats = IngestStats()
         self.chunks = ChunkUploader(repo, self.stats)
+        self.reads = ReadAhead()  # files opened ahead of the walk; closed when `run` ends
         self.dirs = 0
 
     def run(self) -> Entry:
-        self.reads = ReadAhead()
         try:
             st = os.stat(self.root)
             entry = self._directory(self.root, "", "", st)
