@@ -244,7 +244,3 @@ def mounts(socket_path: str | None, as_json: bool) -> None:
         state = r["state"] + (f" ({r['reason']})" if r.get("reason") else "")
         ref = r["ref"] + (" (rw)" if r.get("mode") == "rw" else "")
         click.echo(f"{r['mountpoint']}\t{ref}\t{r['bundle']}\t{state}\t{since}")
-
-
-# Top-level commands this module adds to `datamonfs` besides the `daemon` group.
-commands: list[click.Command] = [daemon, mount, unmount, mounts, *writable.commands]

@@ -8,14 +8,28 @@ hostile data). Every error is one line on stderr: `datamonfs: error: ...`.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from .. import __version__
 from ..errors import DatamonError
-from . import (bundle, cache, common, config, daemon, environment, files, history, lineage, node,
-               pod, refs, repo, run, serve, wait)
+from . import common, environment
+
+# Each command and the module defining it, imported only when the command runs (or --help
+# and completion list them): a command's start-up then pays for its own imports only, not
+# for the daemon's, the mounts' and the server's (trio, the overlay, ...): a third of a
+# second of every short command.
+COMMANDS = {
+    "config": "config:config", "repo": "repo:repo", "bundle": "bundle:bundle",
+    "label": "refs:label", "branch": "refs:branch", "cache": "cache:cache",
+    "cat": "files:cat", "daemon": "daemon:daemon", "mount": "daemon:mount",
+    "unmount": "daemon:unmount", "mounts": "daemon:mounts", "commit": "writable:commit",
+    "status": "writable:status", "run": "run:run", "wait": "wait:wait", "pod": "pod:pod",
+    "node-labels": "node:node_labels", "lineage": "lineage:lineage", "log": "history:log",
+    "serve": "serve:serve", "token": "serve:token",
+}
 
 EXIT_CODES = """\b
 Exit status:
@@ -32,6 +46,15 @@ Shell completion (repos and refs too), e.g. in ~/.bashrc:
 
 
 class Main(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(f".{module}", __package__), attr)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -61,12 +84,6 @@ def cli(quiet: bool) -> None:
     every command.
     """
     common.set_quiet(quiet)
-
-
-for command in (config.config, repo.repo, bundle.bundle, refs.label, refs.branch, cache.cache,
-                files.cat, *daemon.commands, run.run, wait.wait, pod.pod, node.node_labels,
-                lineage.lineage, history.log, serve.serve, serve.token):
-    cli.add_command(command)
 
 
 def main() -> None:

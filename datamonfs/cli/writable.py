@@ -125,6 +125,3 @@ def status(mountpoint: str, limit: int, socket_path: str | None, as_json: bool) 
     more = f" ({r['total'] - len(r['changes'])} not listed)" if r["truncated"] else ""
     info(f"{n['added']} added, {n['modified']} modified, {n['deleted']} deleted on "
          f"{r['repo']}:{r['branch']} (bundle {short(r['bundle'])}){more}")
-
-
-commands: list[click.Command] = [commit, status]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from typing import BinaryIO, Iterable, Iterator, NamedTuple, Protocol, Sequence
 
 from pyfastcdc.cy import FastCDC
@@ -31,25 +32,62 @@ class Cutting:
     avg: int
     max: int
 
-    def chunker(self) -> FastCDC:
+    @cached_property
+    def _chunker(self) -> FastCDC:
         return FastCDC(self.avg, min_size=self.min, max_size=self.max)
+
+    def chunker(self) -> FastCDC:
+        """A FastCDC of these parameters: one, shared (it holds only them; each cut of a
+        buffer or a stream has its own state)."""
+        return self._chunker
 
 
 V1 = Cutting(256 * KiB, 1 * MiB, 4 * MiB)  # format 1; still used to re-cut files cut that way
 V2 = Cutting(16 * KiB, 64 * KiB, 256 * KiB)  # new content (docs/ARCHITECTURE.md: the figures)
 MIN_CHUNK, AVG_CHUNK, MAX_CHUNK = V2.min, V2.avg, V2.max
 LARGEST_CHUNK = V1.max  # the longest chunk a datamonfs writer cuts
+WHOLE = 1 * MiB  # a stream shorter than this is read whole and cut in memory
 
 
-def cut(stream: BinaryIO, cutting: Cutting = V2) -> Iterator[bytes]:
-    """Yield the chunks of a stream, reading it with bounded memory."""
-    head = stream.read(cutting.min + 1)
-    if len(head) <= cutting.min:  # FastCDC never cuts below the minimum: one chunk, no set-up
-        if head:
-            yield head
+def cut(stream: BinaryIO, cutting: Cutting = V2) -> Iterator[bytes | memoryview]:
+    """Yield the chunks of a stream, reading it with bounded memory.
+
+    Most files are small: one shorter than WHOLE is read with a read or two and cut in
+    memory (`cut_bytes`); a streaming cut costs a 512 KiB buffer, several reads and a
+    copy of each chunk. Both ways cut at the same places."""
+    head, ended = read_up_to(stream, WHOLE)
+    if ended:
+        yield from cut_bytes(head, cutting)
         return
     for chunk in cutting.chunker().cut_stream(_Prepended(head, stream)):
         yield bytes(chunk.data)  # the view dies at the next chunk
+
+
+def cut_bytes(data: bytes, cutting: Cutting = V2) -> Iterator[bytes | memoryview]:
+    """The chunks of bytes in memory: views of them."""
+    if len(data) <= cutting.min:  # FastCDC never cuts below the minimum: no set-up
+        if data:
+            yield data
+        return
+    for chunk in cutting.chunker().cut_buf(data):
+        yield chunk.data
+
+
+def read_up_to(stream: BinaryIO, n: int) -> tuple[bytes, bool]:
+    """Up to n bytes of a stream, and whether it ended before n. A read that returns less
+    than asked is not taken for the end (sockets and pipes do that): only an empty one."""
+    data = stream.read(n)
+    if not data:
+        return b"", True
+    parts = [data]
+    size = len(data)
+    while size < n:
+        data = stream.read(n - size)
+        if not data:
+            break
+        parts.append(data)
+        size += len(data)
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), size < n
 
 
 def cutting_of(chunks: Iterable[ChunkRef]) -> Cutting:

@@ -1,9 +1,11 @@
 """Upload a local directory as a new bundle.
 
-Files are read once, cut into chunks and hashed in this thread. A chunk the store
-holds already (its pack indexes say so, see packs.py) or that this upload placed
-already is not sent again; a new one is appended to the open pack, and sealed packs
-are stored on a bounded pool while the next one fills, so memory stays at a few packs.
+Files are read once, cut into chunks and hashed in this thread; the kernel is asked to
+read small files a few dozen entries ahead (readahead.py), so that reads from disk
+overlap. A chunk the store holds already (its pack indexes say so, see packs.py) or
+that this upload placed already is not sent again; a new one is appended to the open
+pack, and sealed packs are stored on a bounded pool while the next one fills, so memory
+stays at a few packs.
 Directories are written bottom-up, one directory's entries in memory at a time. The
 bundle record and its refs are written last, after every pack and its index, so a
 killed upload leaves no bundle, and a re-run uploads only the chunks still missing.
@@ -15,8 +17,9 @@ import errno
 import os
 import stat
 import threading
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from ..errors import DatamonError, NotFound
 from . import rules
@@ -25,10 +28,12 @@ from .encoding import address
 from .model import DIR, FILE, LINK, NO_PROVENANCE, Bundle, Entry, Provenance, Xattrs
 from .names import DEFAULT_BRANCH
 from .packs import PackIndex, PackWriter
+from .readahead import ReadAhead
 from .repository import BRANCH, LABEL, Author, Repository
 from .trees import DirectoryBuilder, file_entry
 
 Progress = Callable[[int], None]
+LOOKAHEAD = 64  # entries of a directory looked at (lstat, small files read) before their turn
 
 
 @dataclass
@@ -58,7 +63,7 @@ class ChunkUploader:
         self.placed: dict[str, ChunkRef] = {}  # in this upload's packs not stored yet
         self.packs = PackWriter(repo.chunks, self._stored)
 
-    def add(self, data: bytes) -> ChunkRef:
+    def add(self, data: bytes | memoryview) -> ChunkRef:
         addr = address(data)
         self.stats.chunks += 1
         with self.lock:
@@ -98,6 +103,7 @@ class DirectoryUpload:
         self.progress = progress
         self.stats = IngestStats()
         self.chunks = ChunkUploader(repo, self.stats)
+        self.reads = ReadAhead()  # files opened ahead of the walk; closed when `run` ends
         self.dirs = 0
 
     def run(self) -> Entry:
@@ -108,6 +114,8 @@ class DirectoryUpload:
         except BaseException:
             self.chunks.abort()
             raise
+        finally:
+            self.reads.close()
         if self.dirs > entry.files + rules.MAX_EXTRA_DIRS:
             raise DatamonError(f"the folder holds {self.dirs} directories for {entry.files} "
                                "files; datamonfs stores at most "
@@ -121,18 +129,35 @@ class DirectoryUpload:
             names = sorted(os.listdir(path))
         except OSError as e:
             raise _unreadable(rel or ".", e) from None
-        for child in names:
+        for child, child_path, cst in self._looked_ahead(path, names):
             child_rel = f"{rel}/{child}" if rel else child
             _check(rules.name_problem(child), child_rel, "file name")
             _check(rules.depth_problem(child_rel.count("/") + 1), child_rel, "path")
-            child_path = os.path.join(path, child)
-            try:
-                cst = os.lstat(child_path)
-            except OSError as e:
-                raise _unreadable(child_rel, e) from None
+            if isinstance(cst, OSError):
+                raise _unreadable(child_rel, cst)
             builder.add(self._entry(child_path, child_rel, child, cst))
         return builder.dir_entry(name, stat.S_IMODE(st.st_mode), st.st_mtime_ns,
                                  _xattrs(path, rel, DIR) if rel else ())
+
+    def _looked_ahead(self, path: str, names: list[str]
+                      ) -> Iterator[tuple[str, str, os.stat_result | OSError]]:
+        """(name, path, lstat or its error) of each child in order, each looked at LOOKAHEAD
+        children before its turn: a small regular file is then given to the read-ahead.
+        Errors are the walk's when it reaches them, so it fails where it did before."""
+        window: deque[tuple[str, str, os.stat_result | OSError]] = deque()
+        for child in names:
+            child_path = os.path.join(path, child)
+            try:
+                cst: os.stat_result | OSError = os.lstat(child_path)
+            except OSError as e:
+                cst = e
+            else:
+                if stat.S_ISREG(cst.st_mode):
+                    self.reads.ahead(child_path, cst.st_size)
+            window.append((child, child_path, cst))
+            if len(window) > LOOKAHEAD:
+                yield window.popleft()
+        yield from window
 
     def _entry(self, path: str, rel: str, name: str, st: os.stat_result) -> Entry:
         mode, mtime = stat.S_IMODE(st.st_mode), st.st_mtime_ns
@@ -153,19 +178,22 @@ class DirectoryUpload:
                            "move it out of the folder (nothing was uploaded)")
 
     def _file(self, path: str, rel: str) -> list[ChunkRef]:
-        chunks = []
         try:
-            f = open(path, "rb", buffering=0)
+            f = self.reads.take(path) or open(path, "rb", buffering=0)
         except OSError as e:
             raise _unreadable(rel, e) from None
         with f:
             # Only reading the file blames it; a store that fails (full, unreachable)
             # says so itself.
-            for data in cut(_Source(f, rel)):
-                chunks.append(self.chunks.add(data))
-                self.stats.bytes += len(data)
-                if self.progress:
-                    self.progress(len(data))
+            return self._add(cut(_Source(f, rel)))
+
+    def _add(self, pieces: Iterable[bytes | memoryview]) -> list[ChunkRef]:
+        chunks = []
+        for data in pieces:
+            chunks.append(self.chunks.add(data))
+            self.stats.bytes += len(data)
+            if self.progress:
+                self.progress(len(data))
         return chunks
 
 

@@ -193,7 +193,7 @@ class PackWriter:
         self.size = 0
         self.opened = 0.0
 
-    def add(self, addr: str, data: bytes) -> ChunkRef:
+    def add(self, addr: str, data: bytes | memoryview) -> ChunkRef:
         """Place a chunk in the open pack: where it will be once the pack is stored."""
         self._raise_error()
         if self.listed and (self.size + len(data) > PACK_TARGET

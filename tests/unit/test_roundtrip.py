@@ -13,8 +13,8 @@ from support.files import snapshot, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datamonfs.core import export, ingest
-from datamonfs.core.chunks import MAX_CHUNK, MIN_CHUNK, cut
+from datamonfs.core import export, ingest, readahead
+from datamonfs.core.chunks import MAX_CHUNK, MIN_CHUNK, V1, V2, WHOLE, cut
 from datamonfs.core.diff import diff_trees
 from datamonfs.core.repository import Author, Repository
 from datamonfs.core.stores import open_store
@@ -97,6 +97,62 @@ def test_chunks_concatenate_to_the_input_and_respect_bounds():
     pieces = chunks_of(data)
     assert b"".join(pieces) == data
     assert all(MIN_CHUNK <= len(p) <= MAX_CHUNK for p in pieces[:-1])
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that returns fewer bytes than asked (as sockets and pipes do)."""
+
+    def __init__(self, data: bytes):
+        self.data, self.at = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        out = self.data[self.at:self.at + min(n, 1 + self.at % 50_000)]
+        self.at += len(out)
+        return out
+
+
+@pytest.mark.parametrize("cutting", [V2, V1], ids=["v2", "v1"])
+def test_a_short_stream_cut_in_memory_is_cut_where_a_stream_is(cutting):
+    """cut() reads a stream shorter than WHOLE at once and cuts it in memory; the chunks
+    are those FastCDC's streaming cut gives, also when reads come back short."""
+    rng = random.Random(10)
+    for size in [0, 1, cutting.min, cutting.min + 1, 70_000, WHOLE - 1, WHOLE, WHOLE + 1,
+                 3 * WHOLE, *(rng.randrange(1, 3 * WHOLE) for _ in range(8))]:
+        data = rng.randbytes(size)
+        streamed = [bytes(c.data) for c in cutting.chunker().cut_stream(io.BytesIO(data))]
+        if size <= cutting.min:
+            streamed = [data] if data else []
+        assert [bytes(c) for c in cut(io.BytesIO(data), cutting)] == streamed, size
+        assert [bytes(c) for c in cut(_Trickle(data), cutting)] == streamed, size
+
+
+def test_files_read_ahead_upload_as_they_are_and_are_all_closed(tmp_path, monkeypatch):
+    """The walk opens small files ahead of their turn, at most OPEN_AHEAD at once: with
+    directories among many files, a file too large to open ahead and an empty one, the
+    folder uploads as it is, and no file stays open."""
+    monkeypatch.setattr(readahead, "OPEN_AHEAD", 7)
+    most = []
+    take = readahead.ReadAhead.take
+    monkeypatch.setattr(readahead.ReadAhead, "take",
+                        lambda self, path: most.append(len(self.opened)) or take(self, path))
+    repo = Repository(open_store(str(tmp_path / "store")))
+    repo.create_repo("r", "", ADA)
+    src, rng = tmp_path / "src", random.Random(11)
+    for i in range(150):
+        write(src, f"f{i:03}", rng.randbytes(rng.randrange(0, 40_000)))
+        if i % 50 == 0:
+            write(src, f"f{i:03}-dir/inner{i}", rng.randbytes(100 + i))
+    write(src, "f020-big", rng.randbytes(WHOLE + 5))
+    write(src, "f021-empty", b"")
+    before = set(os.listdir("/proc/self/fd"))
+    bundle, stats = ingest.upload(repo, "r", str(src), "m", ADA)
+    assert set(os.listdir("/proc/self/fd")) == before
+    assert max(most) == 7 and stats.files == 155
+    export.download(repo, bundle, str(tmp_path / "dest"))
+    assert snapshot(tmp_path / "dest") == snapshot(src)
 
 
 def test_insertion_near_the_start_changes_only_nearby_chunks():
