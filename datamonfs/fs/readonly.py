@@ -21,6 +21,7 @@ from ..core import rules
 from ..core.model import DIR, FILE, LINK, Bundle, Entry
 from ..core.repository import Repository
 from ..core.trees import BadEntry, claims_of
+from ..cache.in_place import InPlaceReader
 from ..errors import IntegrityError
 from .content import ContentReader, OpenFile
 from .inodes import ROOT, DirNode, InodeTable, child_ino, position
@@ -49,6 +50,17 @@ def _read_only(fn):
     return wrapper
 
 
+def _data_threads(chunk_reader) -> int:
+    """Threads reading file bytes. Reads through the block cache wait on a remote store,
+    so many overlap. A local store's chunks read in place cost only CPU (preadv, BLAKE3)
+    and a local disk the kernel reads ahead: more threads than twice the cores then
+    fight for the GIL (16 cold readers in parallel, 2 cores: 296 MB/s with 16 threads,
+    541 with 4, 498 with 2, 471 with 8; one reader 616 -> 637)."""
+    if isinstance(chunk_reader, InPlaceReader):
+        return 2 * (os.cpu_count() or 1)
+    return 16
+
+
 @dataclass(frozen=True)
 class MountInfo:
     ref: str
@@ -58,7 +70,7 @@ class MountInfo:
 
 class ReadOnlyFS(FileSystem[OpenFile]):
     def __init__(self, repo: Repository, chunk_reader, bundle: Bundle, info: MountInfo,
-                 file_reader_cls, meta_threads: int = 8, data_threads: int = 16):
+                 file_reader_cls, meta_threads: int = 8, data_threads: int | None = None):
         super().__init__(info.uid, info.gid, ("readdirs", "opens"))
         self.repo = repo
         self.chunk_reader = chunk_reader
@@ -67,7 +79,7 @@ class ReadOnlyFS(FileSystem[OpenFile]):
         self.info = info
         self.inodes = InodeTable(bundle.tree, (bundle.files, bundle.bytes))
         self.meta_limiter = trio.CapacityLimiter(meta_threads)
-        self.data_limiter = trio.CapacityLimiter(data_threads)
+        self.data_limiter = trio.CapacityLimiter(data_threads or _data_threads(chunk_reader))
         self.pages = PageCache(PageReader(repo.trees, lenient=True), self.meta_limiter)
         self.content = ContentReader(self.data_limiter)
         self._xattrs = {
