@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux fio
+# strace: a unit test watches a local store's syncs from the kernel's side.
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux fio strace
 # The UI tests drive Debian's Chromium through its WebDriver (make test, never make check).
 TEST_APT_PACKAGES := chromium chromium-driver
 BENCH_APT_PACKAGES := rclone s3fs nginx-light wrk

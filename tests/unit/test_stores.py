@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from datamonfs.core.stores import open_store
@@ -68,3 +72,41 @@ def test_unreachable_gcs_is_store_unavailable(monkeypatch):
     store = open_store("gs://nobucket/p")
     with pytest.raises(StoreUnavailable, match="gs://nobucket/p"):
         store.get("repo/x")
+
+
+_PUTS = """
+import sys
+from datamonfs.core.stores.local import LocalStore
+store = LocalStore(sys.argv[1])
+store.put("refs/r/main", b"ref")
+store.put_if_absent("pack/ab/p1", b"pack")
+store.put("refs/r/main", b"ref again")
+"""
+
+
+def test_a_local_put_makes_its_name_durable(tmp_path):
+    """After the rename or link that gives a key its name, the directory holding the name is
+    fsynced, and so is the parent of every directory a put creates: a crash of the machine
+    cannot keep a ref while losing the pack it names (seen by strace, the kernel's view)."""
+    root = tmp_path / "store"
+    trace = tmp_path / "trace"
+    subprocess.run(["strace", "-f", "-y", "-qq", "-o", str(trace), "-e",
+                    "trace=fsync,rename,renameat,renameat2,link,linkat,mkdir,mkdirat",
+                    sys.executable, "-c", _PUTS, str(root)], check=True)
+    calls = [line.split(None, 1)[1] if line[0].isdigit() else line
+             for line in trace.read_text().splitlines()]
+
+    def index(what: str, after: int = -1) -> int:
+        return next(i for i, c in enumerate(calls) if i > after and what in c)
+
+    for key, verb in (("refs/r/main", "rename"), ("pack/ab/p1", "link")):
+        named = index(f'{root}/{key}"')
+        assert calls[named].startswith(verb), calls[named]
+        parent = os.path.dirname(f"{root}/{key}")
+        assert calls[index(f"<{parent}>", named)].startswith("fsync("), calls[named:]
+    for made in ("refs", "refs/r", "pack", "pack/ab"):  # each new directory's entry
+        created = index(f'{root}/{made}"')
+        parent = os.path.dirname(f"{root}/{made}")
+        assert any(c.startswith("fsync(") and f"<{parent}>" in c for c in calls[created:])
+    second = index(f'{root}/refs/r/main"', index(f'{root}/refs/r/main"'))
+    assert any(c.startswith("fsync(") and f"<{root}/refs/r>" in c for c in calls[second:])

@@ -1,6 +1,7 @@
 """file://PATH: a store in a local directory, one file per key.
 
-Writes go through a temp file in PATH/.tmp (fsync, then rename or link into place).
+Writes go through a temp file in PATH/.tmp (fsync, then rename or link into place, then
+fsync of the directory that holds the new name).
 A temp file is named after the boot, the writing process and its start time, plus
 random bytes: so no two writers ever pick the same name, and a store opened later
 can tell which temp files belong to writers that are gone (killed mid-write) and
@@ -112,7 +113,15 @@ class LocalStore(Store):
         return tmp
 
     def _parent(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        """Make the directories above `path`, each one's entry made durable in its parent."""
+        made, parent = [], os.path.dirname(path)
+        while not os.path.isdir(parent):
+            made.append(parent)
+            parent = os.path.dirname(parent)
+        if made:
+            os.makedirs(made[0], exist_ok=True)
+            for directory in reversed(made):
+                _sync_directory(os.path.dirname(directory))
 
     def put(self, key: str, data: bytes | memoryview) -> None:
         path = self.path(key)
@@ -124,6 +133,7 @@ class LocalStore(Store):
             except BaseException:
                 _unlink_quietly(tmp)
                 raise
+            _sync_directory(os.path.dirname(path))
         except OSError as e:
             raise self.failed(key, e) from None
 
@@ -136,6 +146,7 @@ class LocalStore(Store):
             tmp = self._write_temp(data)
             try:
                 os.link(tmp, path)  # fails if the key appeared meanwhile: no overwrite race
+                _sync_directory(os.path.dirname(path))
                 return True
             except FileExistsError:
                 return False
@@ -201,6 +212,24 @@ class LocalStore(Store):
                 os.unlink(path)
             except OSError:
                 pass  # not ours to remove, or gone already
+
+
+def _sync_directory(path: str) -> None:
+    """fsync a directory, so that the names just renamed, linked or made in it survive a
+    crash of the machine. POSIX asks for it; ext4 and XFS happen to commit a rename before
+    a later fsync, other file systems need not, and a ref must never outlive the objects it
+    names."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:
+        return  # a directory this user may write but not read: its file system's promise
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise  # (those: a file system that cannot sync a directory, nothing to do)
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(path: str) -> None:
