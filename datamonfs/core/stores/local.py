@@ -1,7 +1,8 @@
 """file://PATH: a store in a local directory, one file per key.
 
 Writes go through a temp file in PATH/.tmp (fsync, then rename or link into place, then
-fsync of the directory that holds the new name).
+fsync of the directory that holds the new name, so that a ref never outlives, after a
+crash of the machine, the objects it names).
 A temp file is named after the boot, the writing process and its start time, plus
 random bytes: so no two writers ever pick the same name, and a store opened later
 can tell which temp files belong to writers that are gone (killed mid-write) and
@@ -16,6 +17,7 @@ import os
 import time
 from typing import Iterator
 
+from ...durable import sync_directory
 from ...errors import KeyNotFound, StoreUnavailable
 from .base import Store, check_key
 
@@ -121,7 +123,7 @@ class LocalStore(Store):
         if made:
             os.makedirs(made[0], exist_ok=True)
             for directory in reversed(made):
-                _sync_directory(os.path.dirname(directory))
+                sync_directory(os.path.dirname(directory))
 
     def put(self, key: str, data: bytes | memoryview) -> None:
         path = self.path(key)
@@ -133,7 +135,7 @@ class LocalStore(Store):
             except BaseException:
                 _unlink_quietly(tmp)
                 raise
-            _sync_directory(os.path.dirname(path))
+            sync_directory(os.path.dirname(path))
         except OSError as e:
             raise self.failed(key, e) from None
 
@@ -146,7 +148,7 @@ class LocalStore(Store):
             tmp = self._write_temp(data)
             try:
                 os.link(tmp, path)  # fails if the key appeared meanwhile: no overwrite race
-                _sync_directory(os.path.dirname(path))
+                sync_directory(os.path.dirname(path))
                 return True
             except FileExistsError:
                 return False
@@ -212,24 +214,6 @@ class LocalStore(Store):
                 os.unlink(path)
             except OSError:
                 pass  # not ours to remove, or gone already
-
-
-def _sync_directory(path: str) -> None:
-    """fsync a directory, so that the names just renamed, linked or made in it survive a
-    crash of the machine. POSIX asks for it; ext4 and XFS happen to commit a rename before
-    a later fsync, other file systems need not, and a ref must never outlive the objects it
-    names."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except PermissionError:
-        return  # a directory this user may write but not read: its file system's promise
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-            raise  # (those: a file system that cannot sync a directory, nothing to do)
-    finally:
-        os.close(fd)
 
 
 def _unlink_quietly(path: str) -> None:

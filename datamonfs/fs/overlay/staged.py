@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 
 from ...core.model import Entry
 from ...core.trees import TreeReader
+from ...durable import sync_directory
 from ...lru import LRU
 from ..vfs import FsError
 from .db import Tx
@@ -243,11 +244,7 @@ class StagedData:
 
     def sync_names(self) -> None:
         """Make the names of new data files durable."""
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(self.dir)
 
     def space(self) -> os.statvfs_result:
         return os.statvfs(self.dir)
