@@ -150,3 +150,23 @@ def test_each_table_has_the_columns_its_row_type_names(tmp_path):
             assert {r[1] for r in db.all(f"PRAGMA table_info({table})")} == set(row._fields)
     finally:
         db.close()
+
+
+def test_bytes_granted_to_a_write_count_as_used_until_written(base, tmp_path):
+    """A write checks free space under the overlay's lock and writes after it: bytes
+    granted and not yet written count as used, so writes at once cannot both be granted
+    the database's reserve (the full-disk test failed now and then without it)."""
+    repo, bundle = base
+    ov = overlay_on(tmp_path, "ov", repo, bundle)
+    try:
+        st = os.statvfs(ov.data.dir)
+        free = st.f_bavail * st.f_frsize
+        ov.data.check_space(1 << 20)
+        ov.data.writing(free)  # one write granted all of it, its bytes not yet on disk
+        with pytest.raises(FsError) as e:
+            ov.data.check_space(1, in_rows=True)
+        assert e.value.errno == errno.ENOSPC
+        ov.data.written(free)
+        ov.data.check_space(1 << 20)
+    finally:
+        ov.close()

@@ -62,12 +62,14 @@ class Content:
             self.data.check_space(len(data))
             self._to_file(node)
             fd = self.data.dup_fd(ino)
+            self.data.writing(len(data))
         try:
             n = os.pwrite(fd, data, offset)
         except OSError as e:
             raise FsError(e.errno or errno.EIO, f"writing staged data: {e}") from None
         finally:
             os.close(fd)
+            self.data.written(len(data))
         if n:
             with self.lock:
                 self._record(node, offset, offset + n, None)

@@ -72,6 +72,11 @@ class StagedData:
         self._readers: LRU[int, tuple[Entry, RangeReader]] = LRU(MAX_READERS)
         self._readers_lock = threading.Lock()
         self.nowait = True  # the file system of data/ reads with RWF_NOWAIT
+        # Bytes of writes that passed check_space and are not on disk yet: writes check
+        # under the overlay's lock but write after it, so two at once must not both be
+        # granted the same free space (they took the database's reserve between them).
+        self._unwritten = 0
+        self._unwritten_lock = threading.Lock()
 
     # -- writing -----------------------------------------------------------------
 
@@ -82,8 +87,19 @@ class StagedData:
         records them, not before): they may use the first half of that reserve."""
         st = os.statvfs(self.dir)
         reserve = min(max(st.f_blocks * st.f_frsize // 50, RESERVE_MIN), RESERVE_MAX)
-        if st.f_bavail * st.f_frsize - n < (reserve // 2 if in_rows else reserve):
+        free = st.f_bavail * st.f_frsize - self._unwritten
+        if free - n < (reserve // 2 if in_rows else reserve):
             raise FsError(errno.ENOSPC, "the overlay's file system is (nearly) full")
+
+    def writing(self, n: int) -> None:
+        """`n` bytes that passed check_space are about to be written: count them as used
+        until `written(n)`."""
+        with self._unwritten_lock:
+            self._unwritten += n
+
+    def written(self, n: int) -> None:
+        with self._unwritten_lock:
+            self._unwritten -= n
 
     def pwrite(self, ino: int, offset: int, data: bytes) -> int:
         try:
